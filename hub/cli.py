@@ -1,0 +1,533 @@
+"""The ``hub`` command line."""
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import asyncpg
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+from temporalio.service import RPCError
+
+from hub import templating
+from hub.client import HubClient
+from hub.config import Settings
+from hub.devstack import DevStackError, database_url
+from hub.models import (
+    AuthType,
+    Event,
+    HttpMethod,
+    RuleIn,
+    ServiceIn,
+    ServiceType,
+    mask_url,
+)
+from hub.store import Store, StoreError, migrate
+
+app = typer.Typer(
+    help="Temporal integration hub: deliver events to HTTP APIs and AMQP brokers, durably.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+service_app = typer.Typer(help="External services (HTTP APIs, AMQP brokers).", no_args_is_help=True)
+rule_app = typer.Typer(
+    help="Rules: which events go to which service, and how.", no_args_is_help=True
+)
+dlq_app = typer.Typer(
+    help="The dead-letter queue: deliveries that failed for good.", no_args_is_help=True
+)
+template_app = typer.Typer(help="Payload templates.", no_args_is_help=True)
+app.add_typer(service_app, name="service")
+app.add_typer(rule_app, name="rule")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(template_app, name="template")
+
+out = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class UsageError(Exception):
+    """Bad input that the command itself detected."""
+
+
+def one_line(error: BaseException) -> str:
+    """A short, secret-free description of an error for the operator."""
+    if isinstance(error, ValidationError):
+        parts = []
+        for item in error.errors():
+            where = ".".join(str(p) for p in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {message}" if where else message)
+        return "; ".join(parts)
+    if isinstance(error, RPCError):
+        return f"Temporal: {error.message}"
+    if isinstance(error, OSError | asyncpg.PostgresError):
+        return f"cannot reach a server: {error}"
+    return str(error)
+
+
+def command(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async command; turn expected failures into one line and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except (
+            UsageError,
+            StoreError,
+            ValidationError,
+            templating.TemplateError,
+            DevStackError,
+            RPCError,
+            OSError,
+            asyncpg.PostgresError,
+        ) as error:
+            err_console.print(f"[red]error:[/red] {one_line(error)}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json")
+    elif isinstance(value, dict):
+        data = value
+    else:
+        data = [item.model_dump(mode="json") for item in value]
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    out.print(table)
+
+
+def print_fields(values: dict[str, Any]) -> None:
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        shown = "" if value is None else value
+        out.print(f"[bold]{key.ljust(width)}[/bold]  {shown}", highlight=False, soft_wrap=True)
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{what} is not valid JSON: {error.msg} at column {error.colno}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be a JSON object")
+    return value
+
+
+def read_template(value: str) -> str:
+    """A template given inline, or as @path to a file."""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            return path.read_text()
+        except OSError as error:
+            raise UsageError(f"cannot read template file {path}: {error.strerror}") from None
+    return value
+
+
+async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Run one store action on a short-lived pool."""
+    async with Store.open(database_url(settings), max_size=2) as store:
+        return await action(store)
+
+
+# top level
+
+
+@app.command("migrate")
+@command
+async def migrate_command() -> None:
+    """Apply pending database migrations (safe to run from several processes)."""
+    applied = await migrate(database_url(Settings()))
+    out.print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run a worker: executes dispatch workflows and delivery activities."""
+    from hub.worker import main
+
+    main()
+
+
+@app.command("emit")
+@command
+async def emit_command(
+    name: Annotated[str, typer.Argument(help="Event name, e.g. order.created.")],
+    data: Annotated[str, typer.Option(help="Event data as a JSON object.")] = "{}",
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="Event id (default: new UUID).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until every delivery has ended.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Emit an event: one workflow delivers it to every matching rule's service."""
+    payload = parse_json_object(data, "--data")
+    async with HubClient.connect() as hub:
+        result = await hub.emit(name, payload, event_id=event_id, wait=wait)
+    if as_json:
+        print_json(result)
+        return
+    if not result.matched:
+        out.print(f"event {result.event_id}: no enabled rule matches {name!r}; nothing started")
+        return
+    state = "duplicate: already submitted, nothing new started" if result.duplicate else "started"
+    out.print(f"event {result.event_id}: {state} (workflow {result.workflow_id})")
+    if result.result is not None:
+        out.print(f"outcome: {result.result.outcome.value}")
+        for d in result.result.deliveries:
+            line = (
+                f"  {d.service} (rule {d.rule_id}): {d.status.value} after {d.attempts} attempt(s)"
+            )
+            if d.error:
+                line += f": {d.error}"
+            out.print(line, highlight=False)
+    if result.result is not None and result.result.outcome.value != "delivered":
+        raise typer.Exit(2)
+
+
+@app.command("logs")
+@command
+async def logs_command(
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    status: Annotated[str | None, typer.Option(help="ok or failed.")] = None,
+    direction: Annotated[str | None, typer.Option(help="in or out.")] = None,
+    event: Annotated[str | None, typer.Option(help="Only this event id.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only rows at or after this time.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The delivery log, newest first: one row per attempt."""
+    if status not in (None, "ok", "failed"):
+        raise UsageError("--status must be ok or failed")
+    if direction not in (None, "in", "out"):
+        raise UsageError("--direction must be in or out")
+    rows = await _with_store(
+        Settings(),
+        lambda s: s.list_logs(
+            service=service,
+            status=status,
+            direction=direction,
+            event_id=event,
+            since=since,
+            limit=limit,
+        ),
+    )
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        "Delivery log",
+        [
+            "id",
+            "time",
+            "dir",
+            "service",
+            "event",
+            "method",
+            "target",
+            "attempt",
+            "status",
+            "code",
+            "ms",
+            "error",
+        ],
+        [
+            (
+                r.id,
+                r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.direction.value,
+                r.service,
+                r.event_id,
+                r.method,
+                r.target,
+                r.attempt,
+                r.status.value,
+                r.status_code,
+                r.latency_ms,
+                r.error,
+            )
+            for r in rows
+        ],
+    )
+
+
+# services
+
+
+@service_app.command("add")
+@command
+async def service_add(
+    name: Annotated[str, typer.Argument(help="Unique name: lowercase letters, digits, _ . -")],
+    url: Annotated[str, typer.Option("--url", help="Base URL (http/https, or amqp/amqps).")],
+    service_type: Annotated[ServiceType, typer.Option("--type")] = ServiceType.HTTP,
+    auth_type: Annotated[AuthType, typer.Option("--auth-type")] = AuthType.NONE,
+    token: Annotated[str | None, typer.Option(help="Bearer token or API key.")] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds per attempt.")] = 5.0,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per delivery, 1..5.")] = 5,
+    backoff: Annotated[float, typer.Option(help="Seconds before the first retry; doubles.")] = 1.0,
+    cb_threshold: Annotated[int, typer.Option(help="Failures in a row that open the circuit.")] = 5,
+    cb_cooldown: Annotated[float, typer.Option(help="Seconds an open circuit waits.")] = 30.0,
+    response_queue: Annotated[
+        str | None, typer.Option(help="AMQP queue replies arrive on.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a service that rules can deliver to."""
+    spec = ServiceIn(
+        name=name,
+        type=service_type,
+        base_url=url,
+        auth_type=auth_type,
+        token=token,
+        timeout=timeout_s,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        cb_threshold=cb_threshold,
+        cb_cooldown=cb_cooldown,
+        response_queue=response_queue,
+    )
+    service = await _with_store(Settings(), lambda s: s.create_service(spec))
+    if as_json:
+        print_json(service)
+    else:
+        out.print(f"added service {service.name} (id {service.id})")
+
+
+@service_app.command("list")
+@command
+async def service_list(as_json: JsonOption = False) -> None:
+    """List services."""
+    services = await _with_store(Settings(), lambda s: s.list_services())
+    if as_json:
+        print_json(services)
+        return
+    print_table(
+        "Services",
+        ["name", "type", "url", "auth", "timeout", "attempts", "backoff", "enabled"],
+        [
+            (
+                s.name,
+                s.type.value,
+                mask_url(s.base_url),
+                s.auth_type.value,
+                s.timeout,
+                s.max_attempts,
+                s.backoff,
+                "yes" if s.enabled else "no",
+            )
+            for s in services
+        ],
+    )
+
+
+@service_app.command("show")
+@command
+async def service_show(name: str, as_json: JsonOption = False) -> None:
+    """Show one service (its token masked)."""
+    service = await _with_store(Settings(), lambda s: s.get_service(name))
+    if as_json:
+        print_json(service)
+        return
+    values = service.model_dump(mode="json")
+    values["base_url"] = mask_url(service.base_url)
+    values["token"] = "(set)" if service.token else "(none)"
+    print_fields(values)
+
+
+@service_app.command("delete")
+@command
+async def service_delete(
+    name: str,
+    with_rules: Annotated[
+        bool, typer.Option("--with-rules", help="Also delete the service's rules.")
+    ] = False,
+) -> None:
+    """Delete a service (refused while rules use it, unless --with-rules)."""
+    removed = await _with_store(Settings(), lambda s: s.delete_service(name, with_rules=with_rules))
+    suffix = f" and {removed} rule(s)" if removed else ""
+    out.print(f"deleted service {name}{suffix}")
+
+
+# rules
+
+
+def check_rule(rule: RuleIn) -> None:
+    """Refuse a template that cannot render JSON, or a GET whose payload is not an object."""
+    templating.check(rule.template)
+    if rule.method is HttpMethod.GET:
+        rendered = json.loads(templating.render(rule.template, Event(id="check", name="check")))
+        if not isinstance(rendered, dict):
+            raise UsageError("a GET rule's template must render a JSON object (the query string)")
+
+
+@rule_app.command("add")
+@command
+async def rule_add(
+    event: Annotated[str, typer.Option(help="Event name or pattern with * (order.*).")],
+    service: Annotated[str, typer.Option(help="Service name.")],
+    method: Annotated[HttpMethod, typer.Option(case_sensitive=False)] = HttpMethod.POST,
+    endpoint: Annotated[str, typer.Option(help="Path appended to the service URL.")] = "",
+    template: Annotated[str, typer.Option(help="Payload template, or @file.")] = "",
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a rule: events matching --event go to --service."""
+    spec = RuleIn(
+        event=event,
+        service=service,
+        method=method,
+        endpoint=endpoint,
+        template=read_template(template),
+        enabled=not disabled,
+    )
+    check_rule(spec)
+    rule = await _with_store(Settings(), lambda s: s.create_rule(spec))
+    if as_json:
+        print_json(rule)
+    else:
+        out.print(
+            f"added rule {rule.id}: {rule.event} -> {rule.service} {rule.method.value} "
+            f"{rule.endpoint or '/'}",
+            highlight=False,
+        )
+
+
+@rule_app.command("list")
+@command
+async def rule_list(
+    service: Annotated[str | None, typer.Option(help="Only this service's rules.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List rules."""
+    rules = await _with_store(Settings(), lambda s: s.list_rules(service=service))
+    if as_json:
+        print_json(rules)
+        return
+    print_table(
+        "Rules",
+        ["id", "event", "service", "method", "endpoint", "template", "enabled"],
+        [
+            (
+                r.id,
+                r.event,
+                r.service,
+                r.method.value,
+                r.endpoint,
+                (r.template[:40] + "…") if len(r.template) > 40 else r.template or "(whole event)",
+                "yes" if r.enabled else "no",
+            )
+            for r in rules
+        ],
+    )
+
+
+@rule_app.command("show")
+@command
+async def rule_show(rule_id: int, as_json: JsonOption = False) -> None:
+    """Show one rule."""
+    rule = await _with_store(Settings(), lambda s: s.get_rule(rule_id))
+    if as_json:
+        print_json(rule)
+    else:
+        print_fields(rule.model_dump(mode="json"))
+
+
+@rule_app.command("delete")
+@command
+async def rule_delete(rule_id: int) -> None:
+    """Delete a rule."""
+    await _with_store(Settings(), lambda s: s.delete_rule(rule_id))
+    out.print(f"deleted rule {rule_id}")
+
+
+# templates
+
+
+@template_app.command("preview")
+@command
+async def template_preview(
+    template: Annotated[str, typer.Option(help="Template, or @file.")],
+    data: Annotated[str, typer.Option(help="Event data as a JSON object.")] = "{}",
+    name: Annotated[str, typer.Option(help="Event name.")] = "preview",
+) -> None:
+    """Render a template against sample data, as a delivery would."""
+    event = Event(id="preview", name=name, data=parse_json_object(data, "--data"))
+    sys.stdout.write(templating.render(read_template(template), event) + "\n")
+
+
+# dead-letter queue
+
+
+@dlq_app.command("list")
+@command
+async def dlq_list(
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    event: Annotated[str | None, typer.Option(help="Only this event name or id.")] = None,
+    resolved: Annotated[bool, typer.Option("--all", help="Include resolved rows.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List dead-lettered deliveries, newest first."""
+    rows = await _with_store(
+        Settings(),
+        lambda s: s.list_dead_letters(
+            service=service, event=event, include_resolved=resolved, limit=limit
+        ),
+    )
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        "Dead-letter queue",
+        ["id", "time", "event", "event id", "service", "rule", "attempts", "error"],
+        [
+            (
+                r.id,
+                r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.event_name,
+                r.event_id,
+                r.service,
+                r.rule_id,
+                r.attempts,
+                r.error,
+            )
+            for r in rows
+        ],
+    )
+
+
+@dlq_app.command("show")
+@command
+async def dlq_show(dlq_id: int, as_json: JsonOption = False) -> None:
+    """Show one DLQ row with its rendered payload and last error."""
+    entry = await _with_store(Settings(), lambda s: s.get_dead_letter(dlq_id))
+    if as_json:
+        print_json(entry)
+    else:
+        values = entry.model_dump(mode="json")
+        values["event"] = json.dumps(values["event"])
+        print_fields(values)

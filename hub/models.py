@@ -1,0 +1,306 @@
+"""Pydantic models for everything that crosses a boundary: CLI, API, database, Temporal."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+MAX_ATTEMPTS_CAP = 5
+
+EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")]
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\s*]+$")]
+EventPattern = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^\S+$")]
+ServiceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+
+
+class ServiceType(StrEnum):
+    HTTP = "http"
+    AMQP = "amqp"
+
+
+class AuthType(StrEnum):
+    NONE = "none"
+    BEARER = "bearer"
+    APIKEY = "apikey"
+
+
+class HttpMethod(StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+class Event(BaseModel):
+    """What a producer emits: one event becomes one workflow."""
+
+    id: EventId
+    name: EventName
+    data: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class ServiceIn(BaseModel):
+    """A service as an operator creates it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ServiceName
+    type: ServiceType = ServiceType.HTTP
+    base_url: str
+    auth_type: AuthType = AuthType.NONE
+    token: SecretStr | None = None
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    max_attempts: int = Field(default=5, ge=1, le=MAX_ATTEMPTS_CAP)
+    backoff: float = Field(default=1.0, ge=0, le=3600)
+    cb_threshold: int = Field(default=5, ge=1, le=1000)
+    cb_cooldown: float = Field(default=30.0, gt=0, le=86400)
+    response_queue: str | None = Field(default=None, max_length=255)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        check_base_url(self.type, self.base_url)
+        if self.auth_type is not AuthType.NONE and not self.token:
+            raise ValueError(f"auth type {self.auth_type.value!r} needs a token")
+        if self.type is ServiceType.HTTP and self.response_queue:
+            raise ValueError("a response queue is only for AMQP services")
+        return self
+
+
+class Service(ServiceIn):
+    """A stored service. The token is a SecretStr so it prints and serialises masked."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def check_base_url(service_type: ServiceType, url: str) -> None:
+    """Reject URLs that cannot work for the service type, with the reason."""
+    schemes = {"http", "https"} if service_type is ServiceType.HTTP else {"amqp", "amqps"}
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        allowed = " or ".join(sorted(f"{s}://" for s in schemes))
+        raise ValueError(
+            f"invalid URL {mask_url(url)!r}: a {service_type.value} service needs {allowed}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"invalid URL {mask_url(url)!r}: no host")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced, for display."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+class RuleIn(BaseModel):
+    """A rule as an operator creates it: which events go to which service, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: EventPattern
+    service: ServiceName
+    method: HttpMethod = HttpMethod.POST
+    endpoint: str = Field(default="", max_length=2000)
+    template: str = Field(default="", max_length=65536)
+    enabled: bool = True
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Rule(RuleIn):
+    """A stored rule."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RetrySettings(BaseModel):
+    """How Temporal retries one delivery; copied from the service when the event is planned."""
+
+    max_attempts: int = Field(ge=1, le=MAX_ATTEMPTS_CAP)
+    backoff: float
+    timeout: float
+
+
+class Delivery(BaseModel):
+    """One event to one service through one rule, with its payload already rendered.
+
+    It carries no secret: it is stored in the workflow history, which anyone with UI access
+    can read. The activity looks the credentials up by service id.
+    """
+
+    id: str
+    event_id: str
+    event_name: str
+    rule_id: int
+    service_id: int
+    service: str
+    service_type: ServiceType
+    method: HttpMethod
+    endpoint: str
+    payload: str | None
+    template_error: str | None = None
+    retry: RetrySettings
+
+
+class DeliveryPlan(BaseModel):
+    """The deliveries an event fans out to, as seen by the worker's rule index."""
+
+    config_version: int
+    deliveries: list[Delivery]
+
+
+class AttemptResult(BaseModel):
+    """A successful attempt, as the delivery activity reports it."""
+
+    attempt: int
+    status_code: int | None = None
+    latency_ms: float
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+    PARTIAL = "partial"
+    NO_MATCH = "no_match"
+
+
+class DeliveryOutcome(BaseModel):
+    """How one delivery of a workflow ended."""
+
+    delivery_id: str
+    rule_id: int
+    service: str
+    status: DeliveryStatus
+    attempts: int
+    error: str | None = None
+    dlq_id: int | None = None
+
+
+class DispatchInput(BaseModel):
+    """Workflow input: the event plus the rule-index version the emitter matched it against."""
+
+    event: Event
+    config_version: int = 0
+
+
+class DispatchResult(BaseModel):
+    """What a dispatch workflow returns."""
+
+    event_id: str
+    outcome: Outcome
+    deliveries: list[DeliveryOutcome] = Field(default_factory=list)
+
+
+class DeadLetter(BaseModel):
+    """What the compensation step records for a delivery that could not be made."""
+
+    delivery: Delivery
+    event: Event
+    workflow_id: str
+    error: str
+    attempts: int
+
+
+class DlqEntry(BaseModel):
+    """A stored dead-letter row."""
+
+    id: int
+    created_at: datetime
+    event_id: str
+    event_name: str
+    event: dict[str, Any]
+    rule_id: int | None
+    service: str
+    method: str
+    endpoint: str
+    payload: str | None
+    error: str
+    attempts: int
+    workflow_id: str
+    delivery_id: str
+    replay_count: int
+    resolved_at: datetime | None
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class LogStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+class LogEntryIn(BaseModel):
+    """One delivery attempt (or one inbound message) for the delivery log."""
+
+    direction: Direction = Direction.OUT
+    service: str
+    rule_id: int | None = None
+    event_id: str | None = None
+    event_name: str | None = None
+    delivery_id: str | None = None
+    workflow_id: str | None = None
+    method: str | None = None
+    target: str | None = None
+    status: LogStatus
+    status_code: int | None = None
+    latency_ms: float | None = None
+    attempt: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+
+
+class LogEntry(LogEntryIn):
+    """A stored delivery-log row."""
+
+    id: int
+    created_at: datetime
+
+
+class EmitResult(BaseModel):
+    """What emitting an event did: started a workflow, found a duplicate, or matched nothing."""
+
+    event_id: str
+    workflow_id: str | None
+    matched: bool
+    duplicate: bool = False
+    services: list[str] = Field(default_factory=list)
+    result: DispatchResult | None = None

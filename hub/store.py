@@ -1,0 +1,372 @@
+"""PostgreSQL access: the only module with SQL, besides the numbered migration files."""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from hub.models import (
+    DeadLetter,
+    DlqEntry,
+    LogEntry,
+    LogEntryIn,
+    Rule,
+    RuleIn,
+    Service,
+    ServiceIn,
+)
+
+# Any fixed number works; it only has to be the same for every process that migrates.
+_MIGRATION_LOCK = 0x4855_4201
+
+
+class StoreError(Exception):
+    """An operation the database refused, with a message fit for the operator."""
+
+
+class NotFoundError(StoreError):
+    """The named row does not exist."""
+
+
+class ConflictError(StoreError):
+    """The change would break a uniqueness or reference constraint."""
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    """An enabled rule with its enabled service, as the rule index holds them."""
+
+    rule: Rule
+    service: Service
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """All enabled rules and services at one configuration version."""
+
+    version: int
+    targets: list[RuleTarget]
+    services: dict[int, Service]
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """The packaged migrations as (version, name, sql), in order."""
+    files = resources.files("hub.migrations")
+    found = []
+    for entry in files.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply pending migrations; safe when several processes start at once."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            applied = {
+                r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+            }
+            done = []
+            for version, name, sql in migration_files():
+                if version in applied:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        version,
+                        name,
+                    )
+                done.append(name)
+            return done
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    finally:
+        await conn.close()
+
+
+_RULE_SELECT = """
+    SELECT r.id, r.event, s.name AS service, r.method, r.endpoint, r.template, r.enabled,
+           r.created_at, r.updated_at
+    FROM rules r JOIN services s ON s.id = r.service_id
+"""
+
+
+class Store:
+    """Typed queries over one asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10
+    ) -> AsyncIterator["Store"]:
+        """A store with its own pool, closed on exit."""
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        try:
+            yield cls(pool)
+        finally:
+            await pool.close()
+
+    # services
+
+    async def create_service(self, service: ServiceIn) -> Service:
+        token = service.token.get_secret_value() if service.token else None
+        try:
+            row = await self.pool.fetchrow(
+                """INSERT INTO services (name, type, base_url, auth_type, token, timeout,
+                       max_attempts, backoff, cb_threshold, cb_cooldown, response_queue, enabled)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   RETURNING *""",
+                service.name,
+                service.type.value,
+                service.base_url,
+                service.auth_type.value,
+                token,
+                service.timeout,
+                service.max_attempts,
+                service.backoff,
+                service.cb_threshold,
+                service.cb_cooldown,
+                service.response_queue,
+                service.enabled,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError(f"service {service.name!r} already exists") from None
+        return Service.model_validate(dict(row))
+
+    async def list_services(self) -> list[Service]:
+        rows = await self.pool.fetch("SELECT * FROM services ORDER BY name")
+        return [Service.model_validate(dict(r)) for r in rows]
+
+    async def get_service(self, name: str) -> Service:
+        row = await self.pool.fetchrow("SELECT * FROM services WHERE name = $1", name)
+        if row is None:
+            raise NotFoundError(f"no service named {name!r}")
+        return Service.model_validate(dict(row))
+
+    async def delete_service(self, name: str, *, with_rules: bool = False) -> int:
+        """Delete a service; return how many of its rules went with it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            service_id = await conn.fetchval("SELECT id FROM services WHERE name = $1", name)
+            if service_id is None:
+                raise NotFoundError(f"no service named {name!r}")
+            rules = await conn.fetchval(
+                "SELECT count(*) FROM rules WHERE service_id = $1", service_id
+            )
+            if rules and not with_rules:
+                raise ConflictError(
+                    f"service {name!r} has {rules} rule(s): delete them first, or delete "
+                    "the service with its rules"
+                )
+            await conn.execute("DELETE FROM rules WHERE service_id = $1", service_id)
+            await conn.execute("DELETE FROM services WHERE id = $1", service_id)
+            return int(rules)
+
+    # rules
+
+    async def create_rule(self, rule: RuleIn) -> Rule:
+        row = await self.pool.fetchrow(
+            """WITH inserted AS (
+                   INSERT INTO rules (event, service_id, method, endpoint, template, enabled)
+                   SELECT $1, s.id, $3, $4, $5, $6 FROM services s WHERE s.name = $2
+                   RETURNING *)
+               SELECT i.id, i.event, $2 AS service, i.method, i.endpoint, i.template,
+                      i.enabled, i.created_at, i.updated_at
+               FROM inserted i""",
+            rule.event,
+            rule.service,
+            rule.method.value,
+            rule.endpoint,
+            rule.template,
+            rule.enabled,
+        )
+        if row is None:
+            raise NotFoundError(f"no service named {rule.service!r}")
+        return Rule.model_validate(dict(row))
+
+    async def list_rules(self, *, service: str | None = None) -> list[Rule]:
+        rows = await self.pool.fetch(
+            _RULE_SELECT + " WHERE ($1::text IS NULL OR s.name = $1) ORDER BY r.id", service
+        )
+        return [Rule.model_validate(dict(r)) for r in rows]
+
+    async def get_rule(self, rule_id: int) -> Rule:
+        row = await self.pool.fetchrow(_RULE_SELECT + " WHERE r.id = $1", rule_id)
+        if row is None:
+            raise NotFoundError(f"no rule with id {rule_id}")
+        return Rule.model_validate(dict(row))
+
+    async def delete_rule(self, rule_id: int) -> None:
+        status = await self.pool.execute("DELETE FROM rules WHERE id = $1", rule_id)
+        if status == "DELETE 0":
+            raise NotFoundError(f"no rule with id {rule_id}")
+
+    async def index_snapshot(self) -> IndexSnapshot:
+        """Enabled rules and services, read in one snapshot together with its version."""
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            version = await conn.fetchval("SELECT version FROM config_version")
+            service_rows = await conn.fetch("SELECT * FROM services WHERE enabled")
+            rule_rows = await conn.fetch(
+                _RULE_SELECT + " WHERE r.enabled AND s.enabled ORDER BY r.id"
+            )
+        services = {r["id"]: Service.model_validate(dict(r)) for r in service_rows}
+        by_name = {s.name: s for s in services.values()}
+        targets = []
+        for row in rule_rows:
+            rule = Rule.model_validate(dict(row))
+            targets.append(RuleTarget(rule=rule, service=by_name[rule.service]))
+        return IndexSnapshot(version=version, targets=targets, services=services)
+
+    # delivery log
+
+    async def add_log(self, entry: LogEntryIn) -> None:
+        await _insert_log(self.pool, entry)
+
+    async def list_logs(
+        self,
+        *,
+        service: str | None = None,
+        status: str | None = None,
+        direction: str | None = None,
+        event_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[LogEntry]:
+        """Newest first."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM delivery_log
+               WHERE ($1::text IS NULL OR service = $1)
+                 AND ($2::text IS NULL OR status = $2)
+                 AND ($3::text IS NULL OR direction = $3)
+                 AND ($4::text IS NULL OR event_id = $4)
+                 AND ($5::timestamptz IS NULL OR created_at >= $5)
+               ORDER BY id DESC LIMIT $6""",
+            service,
+            status,
+            direction,
+            event_id,
+            since,
+            limit,
+        )
+        return [LogEntry.model_validate(dict(r)) for r in rows]
+
+    async def prune_logs(self, older_than_days: int) -> int:
+        """Delete log rows past the retention period; return how many."""
+        status = await self.pool.execute(
+            "DELETE FROM delivery_log WHERE created_at < now() - make_interval(days => $1)",
+            older_than_days,
+        )
+        return int(status.split()[-1])
+
+    # dead-letter queue
+
+    async def add_dead_letter(self, dead: DeadLetter, log: LogEntryIn | None = None) -> int:
+        """Record a failed delivery (and its log row) once per workflow; return the row id."""
+        d = dead.delivery
+        async with self.pool.acquire() as conn, conn.transaction():
+            dlq_id = await conn.fetchval(
+                """INSERT INTO dlq (event_id, event_name, event, rule_id, service, method,
+                       endpoint, payload, error, attempts, workflow_id, delivery_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   ON CONFLICT (workflow_id, delivery_id) DO NOTHING
+                   RETURNING id""",
+                d.event_id,
+                d.event_name,
+                dead.event.model_dump_json(),
+                d.rule_id,
+                d.service,
+                d.method.value,
+                d.endpoint,
+                d.payload,
+                dead.error,
+                dead.attempts,
+                dead.workflow_id,
+                d.id,
+            )
+            if dlq_id is None:
+                return await conn.fetchval(
+                    "SELECT id FROM dlq WHERE workflow_id = $1 AND delivery_id = $2",
+                    dead.workflow_id,
+                    d.id,
+                )
+            if log is not None:
+                await _insert_log(conn, log)
+            return dlq_id
+
+    async def list_dead_letters(
+        self,
+        *,
+        service: str | None = None,
+        event: str | None = None,
+        include_resolved: bool = False,
+        limit: int = 100,
+    ) -> list[DlqEntry]:
+        """Newest first; unresolved only unless asked."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM dlq
+               WHERE ($1::text IS NULL OR service = $1)
+                 AND ($2::text IS NULL OR event_name = $2 OR event_id = $2)
+                 AND ($3 OR resolved_at IS NULL)
+               ORDER BY id DESC LIMIT $4""",
+            service,
+            event,
+            include_resolved,
+            limit,
+        )
+        return [_dlq_entry(r) for r in rows]
+
+    async def get_dead_letter(self, dlq_id: int) -> DlqEntry:
+        row = await self.pool.fetchrow("SELECT * FROM dlq WHERE id = $1", dlq_id)
+        if row is None:
+            raise NotFoundError(f"no DLQ entry with id {dlq_id}")
+        return _dlq_entry(row)
+
+
+async def _insert_log(conn: asyncpg.Pool | asyncpg.Connection, entry: LogEntryIn) -> None:
+    await conn.execute(
+        """INSERT INTO delivery_log (direction, service, rule_id, event_id, event_name,
+               delivery_id, workflow_id, method, target, status, status_code, latency_ms,
+               attempt, error, response_excerpt)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
+        entry.direction.value,
+        entry.service,
+        entry.rule_id,
+        entry.event_id,
+        entry.event_name,
+        entry.delivery_id,
+        entry.workflow_id,
+        entry.method,
+        entry.target,
+        entry.status.value,
+        entry.status_code,
+        entry.latency_ms,
+        entry.attempt,
+        entry.error,
+        entry.response_excerpt,
+    )
+
+
+def _dlq_entry(row: asyncpg.Record) -> DlqEntry:
+    values: dict[str, Any] = dict(row)
+    values["event"] = json.loads(values["event"])
+    return DlqEntry.model_validate(values)

@@ -1,0 +1,112 @@
+"""The hub worker: shared clients, activities and workflows on one task queue."""
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import HttpActivities, StoreActivities
+from hub.client import connect_temporal
+from hub.config import Settings
+from hub.devstack import database_url
+from hub.rule_index import RuleIndex
+from hub.store import Store, migrate
+from hub.visibility import ensure_search_attributes
+from workflows import DispatchEventWorkflow
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+PRUNE_EVERY = timedelta(hours=1)
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: Settings, *, temporal: Client | None = None, dsn: str | None = None
+) -> AsyncIterator[Worker]:
+    """A started worker with its store, rule index and HTTP client; all closed on exit."""
+    dsn = dsn or database_url(settings)
+    await migrate(dsn)
+    temporal = temporal or await connect_temporal(settings)
+    await ensure_search_attributes(temporal, settings.temporal_namespace)
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(Store.open(dsn, min_size=2, max_size=20))
+        index = RuleIndex(store, ttl=settings.rule_cache_seconds)
+        await index.start()
+        stack.push_async_callback(index.close)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=settings.http_max_connections,
+                    max_keepalive_connections=settings.http_max_connections,
+                ),
+                follow_redirects=False,
+            )
+        )
+        store_activities = StoreActivities(store, index)
+        http_activities = HttpActivities(store, index, http)
+        worker = Worker(
+            temporal,
+            task_queue=settings.task_queue,
+            workflows=[DispatchEventWorkflow],
+            activities=[
+                store_activities.plan,
+                store_activities.dead_letter,
+                http_activities.deliver,
+            ],
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            max_concurrent_local_activities=settings.max_concurrent_local_activities,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+        pruner = asyncio.create_task(_prune_logs(store, settings.log_retention_days))
+        try:
+            async with worker:
+                yield worker
+        finally:
+            pruner.cancel()
+
+
+async def _prune_logs(store: Store, retention_days: int) -> None:
+    """Keep the delivery log within its retention period."""
+    while True:
+        try:
+            removed = await store.prune_logs(retention_days)
+            if removed:
+                log.info("pruned %d delivery-log rows older than %d days", removed, retention_days)
+        except Exception:
+            log.exception("pruning the delivery log failed; trying again later")
+        await asyncio.sleep(PRUNE_EVERY.total_seconds())
+
+
+async def run(settings: Settings | None = None) -> None:
+    """Run until SIGINT or SIGTERM, then let running activities finish (graceful shutdown)."""
+    settings = settings or Settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(settings):
+        log.info(
+            "worker on task queue %r at %s (namespace %r)",
+            settings.task_queue,
+            settings.resolved_temporal_address,
+            settings.temporal_namespace,
+        )
+        await stop.wait()
+        log.info(
+            "shutting down: waiting up to %ss for running activities", GRACEFUL_SHUTDOWN.seconds
+        )
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(run())

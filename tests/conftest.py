@@ -1,0 +1,138 @@
+"""Real servers for the tests: Temporal's dev server, PostgreSQL, HTTP sinks on 127.0.0.1.
+
+PostgreSQL: ``HUB_TEST_DATABASE_URL`` if set, else the server on 127.0.0.1:5432 if it
+answers, else an embedded one. Each run gets a fresh database, created by the migrations.
+"""
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from hub.client import HubClient, connect_temporal
+from hub.config import Settings
+from hub.devstack import TemporalDevServer, embedded_database_url, free_port, port_in_use
+from hub.models import RuleIn, Service, ServiceIn
+from hub.store import Store
+from hub.worker import running_worker
+from tests.sink import HttpSink
+
+RUN_ID = secrets.token_hex(4)
+
+
+def _server_url() -> str:
+    if url := os.environ.get("HUB_TEST_DATABASE_URL"):
+        return url
+    if port_in_use(5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    return embedded_database_url(Path(tempfile.gettempdir()) / "hub-test-pg")
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    server = _server_url()
+    name = f"hub_test_{RUN_ID}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(server, name)
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[TemporalDevServer]:
+    server = TemporalDevServer(port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, temporal_server: TemporalDevServer) -> Settings:
+    return Settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        task_queue=f"hub-test-{RUN_ID}",
+        rule_cache_seconds=30,
+    )
+
+
+@pytest.fixture(scope="session")
+async def worker(settings: Settings) -> AsyncIterator[None]:
+    """One worker for the session; it also applies the migrations and search attributes."""
+    async with running_worker(settings):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def store(database_url: str, worker: None) -> AsyncIterator[Store]:
+    async with Store.open(database_url) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+async def temporal(settings: Settings):  # noqa: ANN201
+    return await connect_temporal(settings)
+
+
+@pytest.fixture(scope="session")
+async def hub(settings: Settings, store: Store, temporal) -> AsyncIterator[HubClient]:  # noqa: ANN001
+    async with HubClient.connect(settings, temporal=temporal, store=store) as client:
+        yield client
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[HttpSink]:
+    server = HttpSink()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name no other test uses, for services and event names."""
+    return f"t{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def make_service(store: Store, sink: HttpSink, unique: str):  # noqa: ANN201
+    """Create an HTTP service pointing at the sink; fast retries unless told otherwise."""
+    counter = iter(range(1000))
+
+    async def make(**fields: object) -> Service:
+        values: dict[str, object] = {
+            "name": f"{unique}-svc{next(counter)}",
+            "base_url": sink.url,
+            "backoff": 0.1,
+        }
+        values.update(fields)
+        return await store.create_service(ServiceIn.model_validate(values))
+
+    return make
+
+
+@pytest.fixture
+def make_rule(store: Store):  # noqa: ANN201
+    async def make(event: str, service: Service, **fields: object):  # noqa: ANN202
+        return await store.create_rule(
+            RuleIn.model_validate({"event": event, "service": service.name, **fields})
+        )
+
+    return make

@@ -1,0 +1,131 @@
+"""DispatchEventWorkflow: one workflow per event, fanning out to every matching rule."""
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.http import HttpActivities
+    from activities.store import StoreActivities
+    from hub.models import (
+        DeadLetter,
+        Delivery,
+        DeliveryOutcome,
+        DeliveryStatus,
+        DispatchInput,
+        DispatchResult,
+        Event,
+        Outcome,
+        ServiceType,
+    )
+    from hub.visibility import HUB_OUTCOME, HUB_SERVICES
+
+PLAN_TIMEOUT = timedelta(seconds=30)
+DEAD_LETTER_TIMEOUT = timedelta(seconds=30)
+# Time the activity may take beyond the service's own HTTP timeout (logging, connecting).
+ACTIVITY_MARGIN = timedelta(seconds=10)
+# Compensation must not be lost: retry until the database is back, at a calm pace.
+DEAD_LETTER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+
+
+@workflow.defn
+class DispatchEventWorkflow:
+    """Deliver one event to each matching service; dead-letter what cannot be delivered."""
+
+    @workflow.run
+    async def run(self, dispatch: DispatchInput) -> DispatchResult:
+        event = dispatch.event
+        plan = await workflow.execute_local_activity_method(
+            StoreActivities.plan, dispatch, start_to_close_timeout=PLAN_TIMEOUT
+        )
+        if not plan.deliveries:
+            workflow.upsert_search_attributes([HUB_OUTCOME.value_set(Outcome.NO_MATCH.value)])
+            return DispatchResult(event_id=event.id, outcome=Outcome.NO_MATCH)
+
+        services = sorted({d.service for d in plan.deliveries})
+        workflow.upsert_search_attributes([HUB_SERVICES.value_set(services)])
+        outcomes = await asyncio.gather(*(self._deliver(event, d) for d in plan.deliveries))
+
+        outcome = summarize(outcomes)
+        workflow.upsert_search_attributes([HUB_OUTCOME.value_set(outcome.value)])
+        return DispatchResult(event_id=event.id, outcome=outcome, deliveries=list(outcomes))
+
+    async def _deliver(self, event: Event, delivery: Delivery) -> DeliveryOutcome:
+        if delivery.template_error is not None:
+            return await self._dead_letter(event, delivery, delivery.template_error, attempts=0)
+        if delivery.service_type is not ServiceType.HTTP:
+            return await self._dead_letter(
+                event, delivery, f"no transport for {delivery.service_type.value} services", 0
+            )
+        retry = delivery.retry
+        try:
+            result = await workflow.execute_activity_method(
+                HttpActivities.deliver,
+                delivery,
+                start_to_close_timeout=timedelta(seconds=retry.timeout) + ACTIVITY_MARGIN,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=max(retry.backoff, 0.001)),
+                    backoff_coefficient=2.0,
+                    maximum_attempts=retry.max_attempts,
+                ),
+            )
+        except ActivityError as err:
+            error, attempts = describe_failure(err, retry.max_attempts)
+            return await self._dead_letter(event, delivery, error, attempts)
+        return DeliveryOutcome(
+            delivery_id=delivery.id,
+            rule_id=delivery.rule_id,
+            service=delivery.service,
+            status=DeliveryStatus.DELIVERED,
+            attempts=result.attempt,
+        )
+
+    async def _dead_letter(
+        self, event: Event, delivery: Delivery, error: str, attempts: int
+    ) -> DeliveryOutcome:
+        """The compensation step: the delivery goes to the DLQ with its rendered payload."""
+        dlq_id = await workflow.execute_activity_method(
+            StoreActivities.dead_letter,
+            DeadLetter(
+                delivery=delivery,
+                event=event,
+                workflow_id=workflow.info().workflow_id,
+                error=error,
+                attempts=attempts,
+            ),
+            start_to_close_timeout=DEAD_LETTER_TIMEOUT,
+            retry_policy=DEAD_LETTER_RETRY,
+        )
+        return DeliveryOutcome(
+            delivery_id=delivery.id,
+            rule_id=delivery.rule_id,
+            service=delivery.service,
+            status=DeliveryStatus.DEAD_LETTERED,
+            attempts=attempts,
+            error=error,
+            dlq_id=dlq_id,
+        )
+
+
+def describe_failure(err: ActivityError, max_attempts: int) -> tuple[str, int]:
+    """The last real error of a failed activity, and how many attempts it made."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        attempts = cause.details[0] if cause.details else max_attempts
+        return cause.message, int(attempts)
+    message = str(cause) if cause is not None else str(err)
+    attempts = max_attempts if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else 1
+    return message, attempts
+
+
+def summarize(outcomes: list[DeliveryOutcome] | tuple[DeliveryOutcome, ...]) -> Outcome:
+    """delivered / dead_lettered when all agree, partial when they do not."""
+    statuses = {o.status for o in outcomes}
+    if statuses == {DeliveryStatus.DELIVERED}:
+        return Outcome.DELIVERED
+    if statuses == {DeliveryStatus.DEAD_LETTERED}:
+        return Outcome.DEAD_LETTERED
+    return Outcome.PARTIAL
