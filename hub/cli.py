@@ -173,6 +173,52 @@ def worker_command() -> None:
     main()
 
 
+@app.command("dev")
+def dev_command(
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+) -> None:
+    """Run everything on one machine: embedded Temporal (+UI) and PostgreSQL, and a worker.
+
+    Servers named by HUB_TEMPORAL_ADDRESS / HUB_DATABASE_URL are used instead of embedded ones.
+    Data persists under HUB_DATA_DIR (default ./.hub).
+    """
+    import logging
+
+    from hub.devstack import TemporalDevServer
+    from hub.worker import run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    data_dir = settings.data_dir.resolve()
+    server = None
+    try:
+        if settings.temporal_address is None:
+            server = TemporalDevServer(
+                port=temporal_port,
+                ui_port=ui_port,
+                db_file=data_dir / "temporal.db",
+                log_file=data_dir / "temporal.log",
+            )
+            out.print(f"starting Temporal dev server on {server.address} …")
+            server.start()
+            settings = settings.model_copy(update={"temporal_address": server.address})
+            out.print(f"Temporal UI: http://127.0.0.1:{ui_port}")
+        if settings.database_url is None:
+            out.print(f"starting embedded PostgreSQL under {data_dir / 'postgres'} …")
+        settings = settings.model_copy(update={"database_url": database_url(settings)})
+        out.print("worker running; Ctrl+C stops everything", highlight=False)
+        asyncio.run(run(settings))
+    except (DevStackError, OSError, asyncpg.PostgresError, RPCError) as error:
+        err_console.print(f"[red]error:[/red] {one_line(error)}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        if server is not None:
+            server.stop()
+
+
 @app.command("emit")
 @command
 async def emit_command(

@@ -218,6 +218,10 @@ class Store:
         if status == "DELETE 0":
             raise NotFoundError(f"no rule with id {rule_id}")
 
+    async def config_version(self) -> int:
+        """The version that the last committed change of services or rules produced."""
+        return await self.pool.fetchval("SELECT version FROM config_version")
+
     async def index_snapshot(self) -> IndexSnapshot:
         """Enabled rules and services, read in one snapshot together with its version."""
         async with (

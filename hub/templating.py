@@ -33,7 +33,7 @@ def render(template: str, event: Event) -> str:
     """Render a template against an event; raise TemplateError if the result is not JSON."""
     context = event_context(event)
     if not template.strip():
-        return json.dumps(context, ensure_ascii=False, separators=(",", ":"))
+        return _compact(context)
     rendered = _substitute(template, context)
     try:
         json.loads(rendered)
@@ -108,8 +108,12 @@ def _encode(value: Any, in_string: bool) -> str:
     if in_string:
         if value is _MISSING:
             return ""
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        text = value if isinstance(value, str) else _compact(value)
         return json.dumps(text, ensure_ascii=False)[1:-1]
     if value is _MISSING:
         return "null"
+    return _compact(value)
+
+
+def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

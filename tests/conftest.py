@@ -39,20 +39,39 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def database_url() -> AsyncIterator[str]:
-    server = _server_url()
-    name = f"hub_test_{RUN_ID}"
-    admin = await asyncpg.connect(server)
+def postgres_server() -> str:
+    """A URL of the PostgreSQL server the run may create databases on."""
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+async def fresh_database(postgres_server: str):
+    """A factory of empty databases, all dropped at the end of the run."""
+    created: list[str] = []
+
+    async def create(suffix: str) -> str:
+        name = f"hub_test_{RUN_ID}_{suffix}"
+        admin = await asyncpg.connect(postgres_server)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        created.append(name)
+        return _with_database(postgres_server, name)
+
+    yield create
+
+    admin = await asyncpg.connect(postgres_server)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        for name in created:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
-    yield _with_database(server, name)
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(fresh_database) -> str:
+    return await fresh_database("main")
 
 
 @pytest.fixture(scope="session")
@@ -87,12 +106,12 @@ async def store(database_url: str, worker: None) -> AsyncIterator[Store]:
 
 
 @pytest.fixture(scope="session")
-async def temporal(settings: Settings):  # noqa: ANN201
+async def temporal(settings: Settings):
     return await connect_temporal(settings)
 
 
 @pytest.fixture(scope="session")
-async def hub(settings: Settings, store: Store, temporal) -> AsyncIterator[HubClient]:  # noqa: ANN001
+async def hub(settings: Settings, store: Store, temporal) -> AsyncIterator[HubClient]:
     async with HubClient.connect(settings, temporal=temporal, store=store) as client:
         yield client
 
@@ -112,7 +131,7 @@ def unique() -> str:
 
 
 @pytest.fixture
-def make_service(store: Store, sink: HttpSink, unique: str):  # noqa: ANN201
+def make_service(store: Store, sink: HttpSink, unique: str):
     """Create an HTTP service pointing at the sink; fast retries unless told otherwise."""
     counter = iter(range(1000))
 
@@ -129,10 +148,14 @@ def make_service(store: Store, sink: HttpSink, unique: str):  # noqa: ANN201
 
 
 @pytest.fixture
-def make_rule(store: Store):  # noqa: ANN201
-    async def make(event: str, service: Service, **fields: object):  # noqa: ANN202
-        return await store.create_rule(
+def make_rule(store: Store, hub: HubClient):
+    """Create a rule and let the emitting client's index catch up (it would within ms)."""
+
+    async def make(event: str, service: Service, **fields: object):
+        rule = await store.create_rule(
             RuleIn.model_validate({"event": event, "service": service.name, **fields})
         )
+        await hub.index.refresh(min_version=await store.config_version())
+        return rule
 
     return make

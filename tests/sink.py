@@ -88,7 +88,7 @@ class HttpSink:
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
+        while not self._server.started:  # noqa: ASYNC110 (uvicorn offers only this flag)
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:

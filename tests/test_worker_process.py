@@ -1,0 +1,56 @@
+"""``python worker.py`` as its own process: it delivers, and SIGTERM lets running work finish."""
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from hub.client import HubClient
+from tests.sink import Reply
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_worker_process_delivers_and_shuts_down_gracefully(
+    settings, temporal, store, sink, make_service, make_rule, unique
+):
+    queue = f"{settings.task_queue}-{unique}"
+    env = {
+        **os.environ,
+        "HUB_DATABASE_URL": settings.database_url,
+        "HUB_TEMPORAL_ADDRESS": settings.temporal_address,
+        "HUB_TASK_QUEUE": queue,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "worker.py",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        service = await make_service()
+        await make_rule(f"{unique}.proc", service, endpoint="/proc")
+        own_queue = settings.model_copy(update={"task_queue": queue})
+        async with HubClient.connect(own_queue, temporal=temporal, store=store) as hub:
+            first = await asyncio.wait_for(hub.emit(f"{unique}.proc", {}, wait=True), 60)
+            assert first.result.outcome.value == "delivered"
+
+            sink.script("/proc", Reply(delay=2.0))
+            await hub.emit(f"{unique}.proc", {}, event_id=f"{unique}-slow")
+            while len(sink.at("/proc")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert process.returncode == 0, output.decode()
+    # The attempt in flight at SIGTERM finished and was logged, not cancelled.
+    [row] = await store.list_logs(event_id=f"{unique}-slow")
+    assert row.status.value == "ok"
+    assert b"Traceback" not in output
