@@ -1,6 +1,7 @@
 """HTTP delivery: one attempt per activity execution; Temporal's retry policy does the rest."""
 
 import json
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -11,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from hub import __version__
+from hub.circuit import CIRCUIT_OPEN, CircuitBreaker, CircuitOpenError, Permit
 from hub.models import (
     AttemptResult,
     AuthType,
@@ -113,19 +115,26 @@ def build_request(
     )
 
 
+def jittered(seconds: float) -> timedelta:
+    """Spread retries of many refused calls so they do not return in one burst."""
+    return timedelta(seconds=seconds * random.uniform(1.0, 1.1) + random.uniform(0.0, 0.25))
+
+
 class HttpActivities:
     """Sends deliveries over one shared httpx client; one instance per worker."""
 
-    def __init__(self, store: Store, index: RuleIndex, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, store: Store, index: RuleIndex, breaker: CircuitBreaker, client: httpx.AsyncClient
+    ) -> None:
         self._store = store
         self._index = index
+        self._breaker = breaker
         self._client = client
 
     @activity.defn(name="deliver_http")
     async def deliver(self, delivery: Delivery) -> AttemptResult:
         """Make one attempt and log it; raise a retryable or non-retryable DeliveryError."""
         info = activity.info()
-        attempt = info.attempt
         log = LogEntryIn(
             service=delivery.service,
             rule_id=delivery.rule_id,
@@ -136,79 +145,109 @@ class HttpActivities:
             method=delivery.method.value,
             target=delivery.endpoint,
             status=LogStatus.FAILED,
-            attempt=attempt,
+            attempt=info.attempt,
         )
         service = await self._index.service(delivery.service_id)
         if service is None:
-            raise await self._fail(
-                log, f"service {delivery.service!r} is disabled or was deleted", retryable=False
-            )
+            message = f"service {delivery.service!r} is disabled or was deleted"
+            raise await self._reject(log, message, retryable=False)
         try:
-            request = build_request(self._client, service, delivery, attempt)
+            request = build_request(self._client, service, delivery, info.attempt)
         except ValueError as err:
-            raise await self._fail(log, str(err), retryable=False) from None
+            raise await self._reject(log, str(err), retryable=False) from None
         log.target = mask_url(str(request.url))
+        try:
+            permit = await self._breaker.admit(service)
+        except CircuitOpenError as err:
+            raise await self._reject(
+                log, str(err), retryable=True, delay=jittered(err.retry_in), kind=CIRCUIT_OPEN
+            ) from None
 
         started = time.perf_counter()
+        error: DeliveryError | None = None
+        healthy = False
         try:
             response = await self._client.send(request)
         except httpx.TimeoutException as err:
-            log.latency_ms = _ms_since(started)
-            raise await self._fail(
-                log, f"timed out after {service.timeout:g}s ({type(err).__name__})", retryable=True
-            ) from None
+            message = f"timed out after {service.timeout:g}s ({type(err).__name__})"
+            error = delivery_error(message, info.attempt, retryable=True)
         except httpx.HTTPError as err:
-            log.latency_ms = _ms_since(started)
-            raise await self._fail(
-                log, f"{type(err).__name__}: {err or 'connection failed'}", retryable=True
-            ) from None
-        log.latency_ms = _ms_since(started)
-        log.status_code = response.status_code
-        log.response_excerpt = response.text[:EXCERPT_CHARS] or None
-
-        if response.is_success:
+            message = f"{type(err).__name__}: {err or 'connection failed'}"
+            error = delivery_error(message, info.attempt, retryable=True)
+        else:
+            log.status_code = response.status_code
+            log.response_excerpt = response.text[:EXCERPT_CHARS] or None
+            healthy, error = classify(response, info.attempt)
+        log.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        if error is None:
             log.status = LogStatus.OK
-            await self._record(log)
-            return AttemptResult(
-                attempt=attempt, status_code=response.status_code, latency_ms=log.latency_ms
-            )
-        status = response.status_code
-        message = f"HTTP {status} {response.reason_phrase}".rstrip()
-        if log.response_excerpt:
-            message += f": {log.response_excerpt[:200]}"
-        if status in RETRYABLE_STATUS or status >= 500:
-            delay = retry_after(response.headers.get("Retry-After"))
-            raise await self._fail(log, message, retryable=True, delay=delay)
-        raise await self._fail(log, message, retryable=False)
+        else:
+            log.error = error.message
+        await self._record(log, service, permit, healthy=healthy)
+        if error is not None:
+            raise error
+        return AttemptResult(
+            attempt=info.attempt, status_code=log.status_code, latency_ms=log.latency_ms
+        )
 
-    async def _fail(
+    async def _reject(
         self,
         log: LogEntryIn,
         message: str,
         *,
         retryable: bool,
         delay: timedelta | None = None,
+        kind: str | None = None,
     ) -> DeliveryError:
-        """Log the failed attempt and build the error Temporal will see."""
+        """Log an attempt that never reached the network, and build its error."""
         log.error = message
-        await self._record(log)
-        return DeliveryError(
-            message,
-            log.attempt,
-            type="DeliveryRetryable" if retryable else "DeliveryRejected",
-            non_retryable=not retryable,
-            next_retry_delay=delay,
-        )
-
-    async def _record(self, log: LogEntryIn) -> None:
-        """Write the attempt's log row; a logging failure must not cause a second send."""
         try:
             await self._store.add_log(log)
         except Exception:
             activity.logger.exception(
                 "could not write the delivery log row for %s", log.delivery_id
             )
+        return delivery_error(
+            message, log.attempt or 0, retryable=retryable, delay=delay, kind=kind
+        )
+
+    async def _record(
+        self, log: LogEntryIn, service: Service, permit: Permit, *, healthy: bool
+    ) -> None:
+        """Log the attempt and feed the breaker; a failure here must not cause a second send."""
+        try:
+            await self._breaker.record(service, permit, healthy=healthy, log=log)
+        except Exception:
+            activity.logger.exception("could not record the attempt for %s", log.delivery_id)
 
 
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
+def classify(response: httpx.Response, attempt: int) -> tuple[bool, DeliveryError | None]:
+    """(whether the service looks healthy, the error to raise or None for success)."""
+    if response.is_success:
+        return True, None
+    status = response.status_code
+    message = f"HTTP {status} {response.reason_phrase}".rstrip()
+    if excerpt := response.text[:200]:
+        message += f": {excerpt}"
+    if status in RETRYABLE_STATUS or status >= 500:
+        delay = retry_after(response.headers.get("Retry-After"))
+        return False, delivery_error(message, attempt, retryable=True, delay=delay)
+    return True, delivery_error(message, attempt, retryable=False)
+
+
+def delivery_error(
+    message: str,
+    attempt: int,
+    *,
+    retryable: bool,
+    delay: timedelta | None = None,
+    kind: str | None = None,
+) -> DeliveryError:
+    """The error Temporal records for a failed attempt (its retry policy reads the type)."""
+    return DeliveryError(
+        message,
+        attempt,
+        type=kind or ("DeliveryRetryable" if retryable else "DeliveryRejected"),
+        non_retryable=not retryable,
+        next_retry_delay=delay,
+    )

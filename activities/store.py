@@ -3,6 +3,7 @@
 from temporalio import activity
 
 from hub import templating
+from hub.circuit import CIRCUIT_OPEN
 from hub.models import (
     DeadLetter,
     Delivery,
@@ -71,10 +72,16 @@ class StoreActivities:
     async def dead_letter(self, dead: DeadLetter) -> int:
         """Compensation: record the failed delivery in the DLQ, once per workflow.
 
+        When the last attempt was refused by the open circuit, the row keeps the last error
+        that came from the network, which is what an operator needs to see.
         A delivery that never reached the network (its template failed) has no attempt row
         in the log, so it gets one here: every failure is findable in the log.
         """
         d = dead.delivery
+        if dead.error_type == CIRCUIT_OPEN:
+            last = await self._store.last_network_error(d.id, dead.workflow_id)
+            if last:
+                dead = dead.model_copy(update={"error": f"{last} (then: {dead.error})"})
         log = None
         if dead.attempts == 0:
             log = LogEntryIn(

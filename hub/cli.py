@@ -44,10 +44,12 @@ dlq_app = typer.Typer(
     help="The dead-letter queue: deliveries that failed for good.", no_args_is_help=True
 )
 template_app = typer.Typer(help="Payload templates.", no_args_is_help=True)
+circuit_app = typer.Typer(help="Circuit breakers, one per service.", no_args_is_help=True)
 app.add_typer(service_app, name="service")
 app.add_typer(rule_app, name="rule")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(template_app, name="template")
+app.add_typer(circuit_app, name="circuit")
 
 out = Console()
 err_console = Console(stderr=True)
@@ -577,3 +579,44 @@ async def dlq_show(dlq_id: int, as_json: JsonOption = False) -> None:
         values = entry.model_dump(mode="json")
         values["event"] = json.dumps(values["event"])
         print_fields(values)
+
+
+# circuit breakers
+
+
+@circuit_app.command("list")
+@command
+async def circuit_list(as_json: JsonOption = False) -> None:
+    """Every service's circuit: state, consecutive failures, seconds until a probe."""
+    circuits = await _with_store(Settings(), lambda s: s.list_circuits())
+    if as_json:
+        print_json(circuits)
+        return
+    print_table(
+        "Circuits",
+        ["service", "state", "failures", "threshold", "opened at", "retry in (s)"],
+        [
+            (
+                c.service,
+                c.state.value,
+                c.failures,
+                c.threshold,
+                c.opened_at.strftime("%Y-%m-%d %H:%M:%S") if c.opened_at else None,
+                f"{c.retry_in:.1f}" if c.retry_in else None,
+            )
+            for c in circuits
+        ],
+    )
+
+
+@circuit_app.command("reset")
+@command
+async def circuit_reset(
+    name: Annotated[str | None, typer.Argument(help="Service whose circuit to close.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Close every circuit.")] = False,
+) -> None:
+    """Close a circuit by hand (failures back to 0)."""
+    if (name is None) == (not all_):
+        raise UsageError("name one service, or give --all")
+    count = await _with_store(Settings(), lambda s: s.reset_circuits(None if all_ else name))
+    out.print(f"reset {count} circuit(s)")

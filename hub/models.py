@@ -234,6 +234,7 @@ class DeadLetter(BaseModel):
     event: Event
     workflow_id: str
     error: str
+    error_type: str | None = None
     attempts: int
 
 
@@ -293,6 +294,30 @@ class LogEntry(LogEntryIn):
 
     id: int
     created_at: datetime
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitReading(BaseModel):
+    """A circuit's state as one statement left it; ``probe`` if that statement granted one."""
+
+    state: CircuitState
+    failures: int
+    opened_at: datetime | None
+    retry_in: float = Field(description="Seconds until an open circuit lets a probe through.")
+    probe: bool = False
+
+
+class Circuit(CircuitReading):
+    """A service's circuit, for listings."""
+
+    service: str
+    threshold: int
+    cooldown: float
 
 
 class EmitResult(BaseModel):

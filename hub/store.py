@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 
 from hub.models import (
+    Circuit,
+    CircuitReading,
     DeadLetter,
     DlqEntry,
     LogEntry,
@@ -97,6 +99,29 @@ async def migrate(dsn: str) -> list[str]:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     finally:
         await conn.close()
+
+
+_INSERT_LOG = """
+    INSERT INTO delivery_log (direction, service, rule_id, event_id, event_name, delivery_id,
+        workflow_id, method, target, status, status_code, latency_ms, attempt, error,
+        response_excerpt)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+
+
+def _retry_in(cooldown: str) -> str:
+    """SQL for the seconds a refused caller should wait.
+
+    Open: until the cooldown has passed. Half-open: until the probe's slot expires, but no
+    longer than one cooldown, since a probe usually answers long before its slot runs out.
+    """
+    return f"""
+        (CASE state
+            WHEN 'open' THEN GREATEST(0, EXTRACT(EPOCH FROM
+                opened_at + make_interval(secs => {cooldown}) - now()))
+            WHEN 'half_open' THEN LEAST({cooldown}, GREATEST(0, EXTRACT(EPOCH FROM
+                probe_expires_at - now())))
+            ELSE 0 END)::float8 AS retry_in"""
 
 
 _RULE_SELECT = """
@@ -274,6 +299,17 @@ class Store:
         )
         return [LogEntry.model_validate(dict(r)) for r in rows]
 
+    async def last_network_error(self, delivery_id: str, workflow_id: str) -> str | None:
+        """The newest error of an attempt that reached the network (it has a latency)."""
+        return await self.pool.fetchval(
+            """SELECT error FROM delivery_log
+               WHERE delivery_id = $1 AND workflow_id = $2 AND status = 'failed'
+                 AND latency_ms IS NOT NULL
+               ORDER BY id DESC LIMIT 1""",
+            delivery_id,
+            workflow_id,
+        )
+
     async def prune_logs(self, older_than_days: int) -> int:
         """Delete log rows past the retention period; return how many."""
         status = await self.pool.execute(
@@ -281,6 +317,122 @@ class Store:
             older_than_days,
         )
         return int(status.split()[-1])
+
+    # circuit breaker: every transition is one statement, so concurrent workers serialise on
+    # the row lock and re-check their conditions against the committed state.
+
+    async def admit_circuit(
+        self, service_id: int, *, cooldown: float, probe_ttl: float, owner: str
+    ) -> CircuitReading | None:
+        """Grant the half-open probe to owner if the circuit may send one; else read it."""
+        row = await self.pool.fetchrow(
+            f"""WITH claim AS (
+                    UPDATE circuit_state
+                    SET state = 'half_open', probe_owner = $4,
+                        probe_expires_at = now() + make_interval(secs => $3), updated_at = now()
+                    WHERE service_id = $1
+                      AND ((state = 'open' AND opened_at + make_interval(secs => $2) <= now())
+                        OR (state = 'half_open' AND probe_expires_at <= now()))
+                    RETURNING state, failures, opened_at, probe_expires_at, true AS probe),
+                reading AS (
+                    SELECT * FROM claim
+                    UNION ALL
+                    SELECT state, failures, opened_at, probe_expires_at, false FROM circuit_state
+                    WHERE service_id = $1 AND NOT EXISTS (SELECT 1 FROM claim))
+                SELECT state, failures, opened_at, probe, {_retry_in("$2")} FROM reading""",
+            service_id,
+            cooldown,
+            probe_ttl,
+            owner,
+        )
+        return CircuitReading.model_validate(dict(row)) if row else None
+
+    async def record_attempt(
+        self,
+        log: LogEntryIn,
+        *,
+        service_id: int,
+        healthy: bool,
+        probe_owner: str | None,
+        threshold: int,
+        cooldown: float,
+    ) -> CircuitReading | None:
+        """Write an attempt's log row and feed its outcome to the circuit, in one round trip.
+
+        closed: a failure counts, the threshold-th opens; a success resets the count.
+        half_open: only the probe's outcome counts: success closes, failure re-opens.
+        open: nothing changes (late results of calls made before it opened).
+        """
+        row = await self.pool.fetchrow(
+            f"""WITH log AS ({_INSERT_LOG}),
+                updated AS (
+                    UPDATE circuit_state SET
+                        state = CASE
+                            WHEN state = 'half_open' AND $16 THEN 'closed'
+                            WHEN state = 'half_open' OR (failures + 1 >= $18 AND NOT $16)
+                            THEN 'open'
+                            ELSE state END,
+                        failures = CASE
+                            WHEN $16 THEN 0
+                            WHEN state = 'closed' THEN failures + 1
+                            ELSE failures END,
+                        opened_at = CASE
+                            WHEN NOT $16 AND (state = 'half_open' OR failures + 1 >= $18)
+                            THEN now()
+                            WHEN $16 THEN NULL
+                            ELSE opened_at END,
+                        probe_owner = CASE WHEN state = 'half_open' THEN NULL ELSE probe_owner END,
+                        probe_expires_at = CASE
+                            WHEN state = 'half_open' THEN NULL ELSE probe_expires_at END,
+                        updated_at = now()
+                    WHERE service_id = $19
+                      AND ((state = 'closed' AND (NOT $16 OR failures > 0))
+                        OR (state = 'half_open' AND probe_owner = $17))
+                    RETURNING state, failures, opened_at, probe_expires_at),
+                reading AS (
+                    SELECT * FROM updated
+                    UNION ALL
+                    SELECT state, failures, opened_at, probe_expires_at FROM circuit_state
+                    WHERE service_id = $19 AND NOT EXISTS (SELECT 1 FROM updated))
+                SELECT state, failures, opened_at, {_retry_in("$20")} FROM reading""",
+            *_log_values(log),
+            healthy,
+            probe_owner,
+            threshold,
+            service_id,
+            cooldown,
+        )
+        return CircuitReading.model_validate(dict(row)) if row else None
+
+    async def list_circuits(self) -> list[Circuit]:
+        rows = await self.pool.fetch(
+            """SELECT s.name AS service, s.cb_threshold AS threshold, s.cb_cooldown AS cooldown,
+                      c.state, c.failures, c.opened_at,
+                      CASE c.state
+                          WHEN 'open' THEN GREATEST(0, EXTRACT(EPOCH FROM
+                              c.opened_at + make_interval(secs => s.cb_cooldown) - now()))
+                          WHEN 'half_open' THEN LEAST(s.cb_cooldown, GREATEST(0,
+                              EXTRACT(EPOCH FROM c.probe_expires_at - now())))
+                          ELSE 0 END::float8 AS retry_in
+               FROM circuit_state c JOIN services s ON s.id = c.service_id
+               ORDER BY s.name"""
+        )
+        return [Circuit.model_validate(dict(r)) for r in rows]
+
+    async def reset_circuits(self, name: str | None = None) -> int:
+        """Close one service's circuit (or all, with no name); return how many were reset."""
+        status = await self.pool.execute(
+            """UPDATE circuit_state c
+               SET state = 'closed', failures = 0, opened_at = NULL, probe_owner = NULL,
+                   probe_expires_at = NULL, updated_at = now()
+               FROM services s
+               WHERE s.id = c.service_id AND ($1::text IS NULL OR s.name = $1)""",
+            name,
+        )
+        count = int(status.split()[-1])
+        if name is not None and count == 0:
+            raise NotFoundError(f"no service named {name!r}")
+        return count
 
     # dead-letter queue
 
@@ -347,11 +499,12 @@ class Store:
 
 
 async def _insert_log(conn: asyncpg.Pool | asyncpg.Connection, entry: LogEntryIn) -> None:
-    await conn.execute(
-        """INSERT INTO delivery_log (direction, service, rule_id, event_id, event_name,
-               delivery_id, workflow_id, method, target, status, status_code, latency_ms,
-               attempt, error, response_excerpt)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
+    await conn.execute(_INSERT_LOG, *_log_values(entry))
+
+
+def _log_values(entry: LogEntryIn) -> tuple[Any, ...]:
+    """The 15 parameters of _INSERT_LOG, in order."""
+    return (
         entry.direction.value,
         entry.service,
         entry.rule_id,

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import HttpActivities, StoreActivities
+from hub.circuit import CircuitBreaker
 from hub.client import connect_temporal
 from hub.config import Settings
 from hub.devstack import database_url
@@ -50,7 +51,7 @@ async def running_worker(
             )
         )
         store_activities = StoreActivities(store, index)
-        http_activities = HttpActivities(store, index, http)
+        http_activities = HttpActivities(store, index, CircuitBreaker(store), http)
         worker = Worker(
             temporal,
             task_queue=settings.task_queue,

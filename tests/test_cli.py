@@ -323,3 +323,41 @@ async def test_token_never_printed(cli, sink, unique):
     for run in outputs:
         assert TOKEN not in run.stdout + run.stderr
     assert add.json()["token"] == "**********"
+
+
+async def test_circuit_list_and_reset(cli, sink, unique):
+    name = f"{unique}-cb"
+    sink.script("/cb", then=503)
+    assert (
+        await cli(
+            "service",
+            "add",
+            name,
+            "--url",
+            sink.url,
+            "--max-attempts",
+            "1",
+            "--cb-threshold",
+            "1",
+            "--cb-cooldown",
+            "120",
+        )
+    ).code == 0
+    assert (
+        await cli("rule", "add", "--event", f"{unique}.cb", "--service", name, "--endpoint", "/cb")
+    ).code == 0
+    assert (await cli("emit", f"{unique}.cb", "--wait")).code == 2
+
+    [circuit] = [c for c in (await cli("circuit", "list", "--json")).json() if c["service"] == name]
+    assert circuit["state"] == "open"
+    assert circuit["failures"] == 1
+    assert 100 < circuit["retry_in"] <= 120
+    assert name in (await cli("circuit", "list")).stdout
+
+    assert_one_line_error(await cli("circuit", "reset"), "--all")
+    assert_one_line_error(await cli("circuit", "reset", f"{unique}-nope"), "no service")
+    reset = await cli("circuit", "reset", name)
+    assert reset.code == 0 and "reset 1 circuit" in reset.stdout
+    [circuit] = [c for c in (await cli("circuit", "list", "--json")).json() if c["service"] == name]
+    assert (circuit["state"], circuit["failures"]) == ("closed", 0)
+    assert (await cli("circuit", "reset", "--all")).code == 0

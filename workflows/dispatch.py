@@ -74,7 +74,8 @@ class DispatchEventWorkflow:
             )
         except ActivityError as err:
             error, attempts = describe_failure(err, retry.max_attempts)
-            return await self._dead_letter(event, delivery, error, attempts)
+            error_type = err.cause.type if isinstance(err.cause, ApplicationError) else None
+            return await self._dead_letter(event, delivery, error, attempts, error_type)
         return DeliveryOutcome(
             delivery_id=delivery.id,
             rule_id=delivery.rule_id,
@@ -84,7 +85,12 @@ class DispatchEventWorkflow:
         )
 
     async def _dead_letter(
-        self, event: Event, delivery: Delivery, error: str, attempts: int
+        self,
+        event: Event,
+        delivery: Delivery,
+        error: str,
+        attempts: int,
+        error_type: str | None = None,
     ) -> DeliveryOutcome:
         """The compensation step: the delivery goes to the DLQ with its rendered payload."""
         dlq_id = await workflow.execute_activity_method(
@@ -94,6 +100,7 @@ class DispatchEventWorkflow:
                 event=event,
                 workflow_id=workflow.info().workflow_id,
                 error=error,
+                error_type=error_type,
                 attempts=attempts,
             ),
             start_to_close_timeout=DEAD_LETTER_TIMEOUT,

@@ -101,6 +101,8 @@ CREATE TABLE dlq (
 CREATE INDEX dlq_unresolved ON dlq (service, created_at) WHERE resolved_at IS NULL;
 CREATE INDEX dlq_event_id ON dlq (event_id);
 
+-- One circuit per service, shared by every worker. Times are the database's, never a
+-- worker's clock, so workers with skewed clocks still agree.
 CREATE TABLE circuit_state (
     service_id        bigint PRIMARY KEY REFERENCES services (id) ON DELETE CASCADE,
     state             text NOT NULL DEFAULT 'closed' CHECK (state IN ('closed', 'open', 'half_open')),
@@ -110,3 +112,13 @@ CREATE TABLE circuit_state (
     probe_expires_at  timestamptz,
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
+
+CREATE FUNCTION create_circuit_state() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO circuit_state (service_id) VALUES (NEW.id);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER services_circuit AFTER INSERT ON services
+    FOR EACH ROW EXECUTE FUNCTION create_circuit_state();
