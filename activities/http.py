@@ -1,7 +1,6 @@
 """HTTP delivery: one attempt per activity execution; Temporal's retry policy does the rest."""
 
 import json
-import random
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -9,30 +8,20 @@ from typing import Any
 
 import httpx
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.attempts import EXCERPT_CHARS, DeliveryAttempts, DeliveryError, delivery_error
 from hub import __version__
-from hub.circuit import CIRCUIT_OPEN, CircuitBreaker, CircuitOpenError, Permit
 from hub.models import (
     AttemptResult,
     AuthType,
     Delivery,
     HttpMethod,
-    LogEntryIn,
-    LogStatus,
     Service,
     mask_url,
 )
-from hub.rule_index import RuleIndex
-from hub.store import Store
 
 RETRYABLE_STATUS = frozenset({408, 429})
 MAX_RETRY_AFTER = timedelta(hours=1)
-EXCERPT_CHARS = 500
-
-
-class DeliveryError(ApplicationError):
-    """A failed attempt. ``details[0]`` is the attempt number, for the compensation step."""
 
 
 def join_url(base_url: str, endpoint: str) -> str:
@@ -115,53 +104,24 @@ def build_request(
     )
 
 
-def jittered(seconds: float) -> timedelta:
-    """Spread retries of many refused calls so they do not return in one burst."""
-    return timedelta(seconds=seconds * random.uniform(1.0, 1.1) + random.uniform(0.0, 0.25))
-
-
 class HttpActivities:
-    """Sends deliveries over one shared httpx client; one instance per worker."""
+    """Sends deliveries over the worker's one shared httpx client."""
 
-    def __init__(
-        self, store: Store, index: RuleIndex, breaker: CircuitBreaker, client: httpx.AsyncClient
-    ) -> None:
-        self._store = store
-        self._index = index
-        self._breaker = breaker
+    def __init__(self, attempts: DeliveryAttempts, client: httpx.AsyncClient) -> None:
+        self._attempts = attempts
         self._client = client
 
     @activity.defn(name="deliver_http")
     async def deliver(self, delivery: Delivery) -> AttemptResult:
         """Make one attempt and log it; raise a retryable or non-retryable DeliveryError."""
-        info = activity.info()
-        log = LogEntryIn(
-            service=delivery.service,
-            rule_id=delivery.rule_id,
-            event_id=delivery.event_id,
-            event_name=delivery.event_name,
-            delivery_id=delivery.id,
-            workflow_id=info.workflow_id,
-            method=delivery.method.value,
-            target=delivery.endpoint,
-            status=LogStatus.FAILED,
-            attempt=info.attempt,
-        )
-        service = await self._index.service(delivery.service_id)
-        if service is None:
-            message = f"service {delivery.service!r} is disabled or was deleted"
-            raise await self._reject(log, message, retryable=False)
+        log, service = await self._attempts.begin(delivery, delivery.method.value)
+        attempt = log.attempt or 1
         try:
-            request = build_request(self._client, service, delivery, info.attempt)
+            request = build_request(self._client, service, delivery, attempt)
         except ValueError as err:
-            raise await self._reject(log, str(err), retryable=False) from None
+            raise await self._attempts.reject(log, str(err), retryable=False) from None
         log.target = mask_url(str(request.url))
-        try:
-            permit = await self._breaker.admit(service)
-        except CircuitOpenError as err:
-            raise await self._reject(
-                log, str(err), retryable=True, delay=jittered(err.retry_in), kind=CIRCUIT_OPEN
-            ) from None
+        permit = await self._attempts.admit(log, service)
 
         started = time.perf_counter()
         error: DeliveryError | None = None
@@ -170,55 +130,19 @@ class HttpActivities:
             response = await self._client.send(request)
         except httpx.TimeoutException as err:
             message = f"timed out after {service.timeout:g}s ({type(err).__name__})"
-            error = delivery_error(message, info.attempt, retryable=True)
+            error = delivery_error(message, attempt, retryable=True)
         except httpx.HTTPError as err:
             message = f"{type(err).__name__}: {err or 'connection failed'}"
-            error = delivery_error(message, info.attempt, retryable=True)
+            error = delivery_error(message, attempt, retryable=True)
         else:
             log.status_code = response.status_code
             log.response_excerpt = response.text[:EXCERPT_CHARS] or None
-            healthy, error = classify(response, info.attempt)
+            healthy, error = classify(response, attempt)
         log.latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        if error is None:
-            log.status = LogStatus.OK
-        else:
-            log.error = error.message
-        await self._record(log, service, permit, healthy=healthy)
-        if error is not None:
-            raise error
+        await self._attempts.finish(log, service, permit, healthy=healthy, error=error)
         return AttemptResult(
-            attempt=info.attempt, status_code=log.status_code, latency_ms=log.latency_ms
+            attempt=attempt, status_code=log.status_code, latency_ms=log.latency_ms
         )
-
-    async def _reject(
-        self,
-        log: LogEntryIn,
-        message: str,
-        *,
-        retryable: bool,
-        delay: timedelta | None = None,
-        kind: str | None = None,
-    ) -> DeliveryError:
-        """Log an attempt that never reached the network, and build its error."""
-        log.error = message
-        try:
-            await self._store.add_log(log)
-        except Exception:
-            activity.logger.exception(
-                "could not write the delivery log row for %s", log.delivery_id
-            )
-        return delivery_error(
-            message, log.attempt or 0, retryable=retryable, delay=delay, kind=kind
-        )
-
-    async def _record(
-        self, log: LogEntryIn, service: Service, permit: Permit, *, healthy: bool
-    ) -> None:
-        """Log the attempt and feed the breaker; a failure here must not cause a second send."""
-        try:
-            await self._breaker.record(service, permit, healthy=healthy, log=log)
-        except Exception:
-            activity.logger.exception("could not record the attempt for %s", log.delivery_id)
 
 
 def classify(response: httpx.Response, attempt: int) -> tuple[bool, DeliveryError | None]:
@@ -233,21 +157,3 @@ def classify(response: httpx.Response, attempt: int) -> tuple[bool, DeliveryErro
         delay = retry_after(response.headers.get("Retry-After"))
         return False, delivery_error(message, attempt, retryable=True, delay=delay)
     return True, delivery_error(message, attempt, retryable=False)
-
-
-def delivery_error(
-    message: str,
-    attempt: int,
-    *,
-    retryable: bool,
-    delay: timedelta | None = None,
-    kind: str | None = None,
-) -> DeliveryError:
-    """The error Temporal records for a failed attempt (its retry policy reads the type)."""
-    return DeliveryError(
-        message,
-        attempt,
-        type=kind or ("DeliveryRetryable" if retryable else "DeliveryRejected"),
-        non_retryable=not retryable,
-        next_retry_delay=delay,
-    )

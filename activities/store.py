@@ -11,7 +11,9 @@ from hub.models import (
     DispatchInput,
     LogEntryIn,
     LogStatus,
+    ResponseQueue,
     RetrySettings,
+    ServiceType,
 )
 from hub.rule_index import RuleIndex
 from hub.store import Store
@@ -67,6 +69,16 @@ class StoreActivities:
                 )
             )
         return DeliveryPlan(config_version=self._index.version, deliveries=deliveries)
+
+    @activity.defn(name="list_response_queues")
+    async def response_queues(self) -> list[ResponseQueue]:
+        """Enabled AMQP services with a response queue (from the cached index)."""
+        snapshot = await self._index.refresh()
+        return [
+            ResponseQueue(service_id=s.id, service=s.name, queue=s.response_queue)
+            for s in sorted(snapshot.services.values(), key=lambda s: s.name)
+            if s.type is ServiceType.AMQP and s.response_queue
+        ]
 
     @activity.defn(name="dead_letter")
     async def dead_letter(self, dead: DeadLetter) -> int:

@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
+from uuid import uuid4
 
 import asyncpg
 import typer
@@ -17,11 +18,12 @@ from rich.table import Table
 from temporalio.service import RPCError
 
 from hub import templating
-from hub.client import HubClient
+from hub.client import HubClient, connect_temporal
 from hub.config import Settings
 from hub.devstack import DevStackError, database_url
 from hub.models import (
     AuthType,
+    ConsumeInput,
     Event,
     HttpMethod,
     RuleIn,
@@ -45,11 +47,13 @@ dlq_app = typer.Typer(
 )
 template_app = typer.Typer(help="Payload templates.", no_args_is_help=True)
 circuit_app = typer.Typer(help="Circuit breakers, one per service.", no_args_is_help=True)
+responses_app = typer.Typer(help="AMQP response queues.", no_args_is_help=True)
 app.add_typer(service_app, name="service")
 app.add_typer(rule_app, name="rule")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(template_app, name="template")
 app.add_typer(circuit_app, name="circuit")
+app.add_typer(responses_app, name="responses")
 
 out = Console()
 err_console = Console(stderr=True)
@@ -620,3 +624,33 @@ async def circuit_reset(
         raise UsageError("name one service, or give --all")
     count = await _with_store(Settings(), lambda s: s.reset_circuits(None if all_ else name))
     out.print(f"reset {count} circuit(s)")
+
+
+# response queues
+
+
+@responses_app.command("consume")
+@command
+async def responses_consume(
+    max_messages: Annotated[int, typer.Option(min=1, help="At most this many per queue.")] = 500,
+    as_json: JsonOption = False,
+) -> None:
+    """Drain every AMQP response queue once now (the schedule does it every minute)."""
+    from workflows.consume import SCHEDULE_ID, ConsumeResponsesWorkflow
+
+    settings = Settings()
+    temporal = await connect_temporal(settings)
+    summary = await temporal.execute_workflow(
+        ConsumeResponsesWorkflow.run,
+        ConsumeInput(max_messages=max_messages),
+        id=f"{SCHEDULE_ID}-manual-{uuid4().hex[:12]}",
+        task_queue=settings.task_queue,
+    )
+    if as_json:
+        print_json(summary)
+        return
+    print_table(
+        "Response queues",
+        ["service", "queue", "consumed", "rejected to .dlq", "error"],
+        [(r.service, r.queue, r.consumed, r.rejected, r.error) for r in summary.results],
+    )

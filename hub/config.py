@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=200, ge=1)
     log_retention_days: int = Field(default=30, ge=1)
     rule_cache_seconds: float = Field(default=30.0, ge=0)
+    responses_max_per_run: int = Field(default=500, ge=1)
+    responses_every: float = Field(default=60.0, ge=1)
 
     @cached_property
     def resolved_temporal_address(self) -> str:

@@ -299,6 +299,23 @@ class Store:
         )
         return [LogEntry.model_validate(dict(r)) for r in rows]
 
+    async def add_inbound_log(self, entry: LogEntryIn) -> None:
+        """Log an inbound message, correlated to the outbound delivery its delivery_id names."""
+        await self.pool.execute(
+            """INSERT INTO delivery_log (direction, service, rule_id, event_id, event_name,
+                   delivery_id, workflow_id, method, target, status, status_code, latency_ms,
+                   attempt, error, response_excerpt)
+               SELECT $1, $2, COALESCE($3, o.rule_id), COALESCE($4, o.event_id),
+                      COALESCE($5, o.event_name), $6, COALESCE($7, o.workflow_id), $8, $9, $10,
+                      $11, $12, $13, $14, $15
+               FROM (SELECT 1) AS one
+               LEFT JOIN LATERAL (
+                   SELECT rule_id, event_id, event_name, workflow_id FROM delivery_log
+                   WHERE delivery_id = $6 AND direction = 'out'
+                   ORDER BY id DESC LIMIT 1) AS o ON true""",
+            *_log_values(entry),
+        )
+
     async def last_network_error(self, delivery_id: str, workflow_id: str) -> str | None:
         """The newest error of an attempt that reached the network (it has a latency)."""
         return await self.pool.fetchval(

@@ -2,24 +2,28 @@
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import HttpActivities, StoreActivities
+from activities import AmqpActivities, DeliveryAttempts, HttpActivities, StoreActivities
+from hub.amqp import AmqpPool
 from hub.circuit import CircuitBreaker
 from hub.client import connect_temporal
 from hub.config import Settings
 from hub.devstack import database_url
 from hub.rule_index import RuleIndex
+from hub.schedule import ensure_response_schedule
 from hub.store import Store, migrate
 from hub.visibility import ensure_search_attributes
-from workflows import DispatchEventWorkflow
+from workflows import ConsumeResponsesWorkflow, DispatchEventWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +31,24 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 PRUNE_EVERY = timedelta(hours=1)
 
 
+@dataclass(frozen=True)
+class RunningWorker:
+    """A started worker and the shared clients whose state is worth inspecting."""
+
+    worker: Worker
+    amqp: AmqpPool
+
+
 @asynccontextmanager
 async def running_worker(
     settings: Settings, *, temporal: Client | None = None, dsn: str | None = None
-) -> AsyncIterator[Worker]:
+) -> AsyncIterator["RunningWorker"]:
     """A started worker with its store, rule index and HTTP client; all closed on exit."""
     dsn = dsn or database_url(settings)
     await migrate(dsn)
     temporal = temporal or await connect_temporal(settings)
     await ensure_search_attributes(temporal, settings.temporal_namespace)
+    await ensure_response_schedule(temporal, settings)
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(Store.open(dsn, min_size=2, max_size=20))
         index = RuleIndex(store, ttl=settings.rule_cache_seconds)
@@ -51,15 +64,22 @@ async def running_worker(
             )
         )
         store_activities = StoreActivities(store, index)
-        http_activities = HttpActivities(store, index, CircuitBreaker(store), http)
+        amqp = AmqpPool(name=f"temporal-hub worker {os.getpid()}")
+        stack.push_async_callback(amqp.close)
+        attempts = DeliveryAttempts(store, index, CircuitBreaker(store))
+        http_activities = HttpActivities(attempts, http)
+        amqp_activities = AmqpActivities(attempts, store, index, amqp)
         worker = Worker(
             temporal,
             task_queue=settings.task_queue,
-            workflows=[DispatchEventWorkflow],
+            workflows=[DispatchEventWorkflow, ConsumeResponsesWorkflow],
             activities=[
                 store_activities.plan,
                 store_activities.dead_letter,
+                store_activities.response_queues,
                 http_activities.deliver,
+                amqp_activities.publish,
+                amqp_activities.consume,
             ],
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
@@ -69,7 +89,7 @@ async def running_worker(
         pruner = asyncio.create_task(_prune_logs(store, settings.log_retention_days))
         try:
             async with worker:
-                yield worker
+                yield RunningWorker(worker=worker, amqp=amqp)
         finally:
             pruner.cancel()
 

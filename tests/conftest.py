@@ -19,7 +19,7 @@ from hub.config import Settings
 from hub.devstack import TemporalDevServer, embedded_database_url, free_port, port_in_use
 from hub.models import RuleIn, Service, ServiceIn
 from hub.store import Store
-from hub.worker import running_worker
+from hub.worker import RunningWorker, running_worker
 from tests.sink import HttpSink
 
 RUN_ID = secrets.token_hex(4)
@@ -93,10 +93,10 @@ def settings(database_url: str, temporal_server: TemporalDevServer) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def worker(settings: Settings) -> AsyncIterator[None]:
+async def worker(settings: Settings) -> AsyncIterator[RunningWorker]:
     """One worker for the session; it also applies the migrations and search attributes."""
-    async with running_worker(settings):
-        yield
+    async with running_worker(settings) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

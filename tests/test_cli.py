@@ -361,3 +361,37 @@ async def test_circuit_list_and_reset(cli, sink, unique):
     [circuit] = [c for c in (await cli("circuit", "list", "--json")).json() if c["service"] == name]
     assert (circuit["state"], circuit["failures"]) == ("closed", 0)
     assert (await cli("circuit", "reset", "--all")).code == 0
+
+
+async def test_amqp_service_and_responses_consume(cli, unique):
+    url = f"amqp://guest:guest@127.0.0.1:5672/?routing_key={unique}-q"
+    added = await cli(
+        "service",
+        "add",
+        f"{unique}-mq",
+        "--type",
+        "amqp",
+        "--url",
+        url,
+        "--response-queue",
+        f"{unique}-replies",
+        "--json",
+    )
+    assert added.code == 0, added.stderr
+    listing = (await cli("service", "list")).stdout
+    assert f"{unique}-mq" in listing and "guest:***@" in listing and "guest:guest" not in listing
+
+    run = await cli("responses", "consume", "--json")
+    assert run.code == 0, run.stderr
+    [mine] = [r for r in run.json()["results"] if r["service"] == f"{unique}-mq"]
+    assert mine == {
+        "service": f"{unique}-mq",
+        "queue": f"{unique}-replies",
+        "consumed": 0,
+        "rejected": 0,
+        "error": None,
+    }
+    assert_one_line_error(
+        await cli("service", "add", f"{unique}-bad", "--type", "amqp", "--url", "http://x"),
+        "amqp://",
+    )

@@ -1,5 +1,6 @@
 """Deterministic workflow code only: everything here runs in Temporal's sandbox."""
 
+from workflows.consume import ConsumeResponsesWorkflow
 from workflows.dispatch import DispatchEventWorkflow
 
-__all__ = ["DispatchEventWorkflow"]
+__all__ = ["ConsumeResponsesWorkflow", "DispatchEventWorkflow"]

@@ -8,6 +8,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
+    from activities.amqp import AmqpActivities
     from activities.http import HttpActivities
     from activities.store import StoreActivities
     from hub.models import (
@@ -56,14 +57,15 @@ class DispatchEventWorkflow:
     async def _deliver(self, event: Event, delivery: Delivery) -> DeliveryOutcome:
         if delivery.template_error is not None:
             return await self._dead_letter(event, delivery, delivery.template_error, attempts=0)
-        if delivery.service_type is not ServiceType.HTTP:
-            return await self._dead_letter(
-                event, delivery, f"no transport for {delivery.service_type.value} services", 0
-            )
         retry = delivery.retry
+        send = (
+            HttpActivities.deliver
+            if delivery.service_type is ServiceType.HTTP
+            else AmqpActivities.publish
+        )
         try:
             result = await workflow.execute_activity_method(
-                HttpActivities.deliver,
+                send,
                 delivery,
                 start_to_close_timeout=timedelta(seconds=retry.timeout) + ACTIVITY_MARGIN,
                 retry_policy=RetryPolicy(
