@@ -21,8 +21,10 @@ from hub.models import (
     LogEntryIn,
     LogStatus,
     ResponseQueue,
+    Service,
 )
 from hub.rule_index import RuleIndex
+from hub.secrets import SecretBox, SecretKeyError
 from hub.store import Store
 
 # Failures of the broker or the link to it: the breaker counts them.
@@ -38,19 +40,33 @@ class AmqpActivities:
     """Publishes deliveries and drains response queues through the worker's AMQP pool."""
 
     def __init__(
-        self, attempts: DeliveryAttempts, store: Store, index: RuleIndex, pool: AmqpPool
+        self,
+        attempts: DeliveryAttempts,
+        store: Store,
+        index: RuleIndex,
+        pool: AmqpPool,
+        box: SecretBox,
     ) -> None:
         self._attempts = attempts
         self._store = store
         self._index = index
         self._pool = pool
+        self._box = box
+
+    def _broker_url(self, service: Service) -> str:
+        """The service's URL with its password (stored encrypted) put back."""
+        return self._box.open(service.secret_url) if service.secret_url else service.base_url
 
     @activity.defn(name="deliver_amqp")
     async def publish(self, delivery: Delivery) -> AttemptResult:
         """Publish one persistent JSON message and wait for the broker's confirm."""
         log, service = await self._attempts.begin(delivery, "PUBLISH")
         attempt = log.attempt or 1
-        target = AmqpTarget.from_url(service.base_url)
+        try:
+            url = self._broker_url(service)
+        except SecretKeyError as err:
+            raise await self._attempts.reject(log, str(err), retryable=False) from None
+        target = AmqpTarget.from_url(url)
         routing_key = target.routing_key_for(delivery.endpoint)
         log.target = target.describe(routing_key)
         if delivery.payload is None or not routing_key:
@@ -100,7 +116,7 @@ class AmqpActivities:
             error = delivery_error(f"{message}key {routing_key!r})", attempt, retryable=True)
         except BROKER_ERRORS as err:
             healthy = False
-            text = scrub(f"{type(err).__name__}: {err}".rstrip(": "), service.base_url)
+            text = scrub(f"{type(err).__name__}: {err}".rstrip(": "), url)
             if isinstance(err, TimeoutError | asyncio.TimeoutError):
                 text = f"timed out after {service.timeout:g}s"
             error = delivery_error(text, attempt, retryable=True)
@@ -130,7 +146,7 @@ class AmqpActivities:
         if service is None:
             result.error = "service is disabled or was deleted"
             return result
-        url = AmqpTarget.from_url(service.base_url).connection_url
+        url = AmqpTarget.from_url(self._broker_url(service)).connection_url
         await self._pool.queue(url, dlq_name(source.queue), connect_timeout=service.timeout)
         queue = await self._pool.queue(url, source.queue, connect_timeout=service.timeout)
         channel = queue.channel

@@ -19,6 +19,7 @@ from hub.models import (
     Service,
     mask_url,
 )
+from hub.secrets import SecretBox, SecretKeyError
 
 RETRYABLE_STATUS = frozenset({408, 429})
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -64,8 +65,7 @@ def retry_after(header: str | None, now: datetime | None = None) -> timedelta | 
     return min(delay, MAX_RETRY_AFTER)
 
 
-def auth_headers(service: Service) -> dict[str, str]:
-    token = service.token.get_secret_value() if service.token else ""
+def auth_headers(service: Service, token: str) -> dict[str, str]:
     if service.auth_type is AuthType.BEARER:
         return {"Authorization": f"Bearer {token}"}
     if service.auth_type is AuthType.APIKEY:
@@ -74,9 +74,12 @@ def auth_headers(service: Service) -> dict[str, str]:
 
 
 def build_request(
-    client: httpx.AsyncClient, service: Service, delivery: Delivery, attempt: int
+    client: httpx.AsyncClient, service: Service, delivery: Delivery, attempt: int, token: str = ""
 ) -> httpx.Request:
-    """The request for one attempt; raises ValueError when the delivery cannot be sent."""
+    """The request for one attempt; raises ValueError when the delivery cannot be sent.
+
+    ``token`` is the service's decrypted token (the Service carries it encrypted).
+    """
     url = join_url(service.base_url, delivery.endpoint)
     timeout = httpx.Timeout(service.timeout)
     headers = {
@@ -85,7 +88,7 @@ def build_request(
         "X-Hub-Event": delivery.event_name,
         "X-Hub-Event-Id": delivery.event_id,
         "X-Hub-Attempt": str(attempt),
-        **auth_headers(service),
+        **auth_headers(service, token),
     }
     if delivery.payload is None:
         raise ValueError("the delivery has no payload")
@@ -107,9 +110,12 @@ def build_request(
 class HttpActivities:
     """Sends deliveries over the worker's one shared httpx client."""
 
-    def __init__(self, attempts: DeliveryAttempts, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, attempts: DeliveryAttempts, client: httpx.AsyncClient, box: SecretBox
+    ) -> None:
         self._attempts = attempts
         self._client = client
+        self._box = box
 
     @activity.defn(name="deliver_http")
     async def deliver(self, delivery: Delivery) -> AttemptResult:
@@ -117,8 +123,9 @@ class HttpActivities:
         log, service = await self._attempts.begin(delivery, delivery.method.value)
         attempt = log.attempt or 1
         try:
-            request = build_request(self._client, service, delivery, attempt)
-        except ValueError as err:
+            token = self._box.open(service.token) if service.token else ""
+            request = build_request(self._client, service, delivery, attempt, token)
+        except (ValueError, SecretKeyError) as err:
             raise await self._attempts.reject(log, str(err), retryable=False) from None
         log.target = mask_url(str(request.url))
         permit = await self._attempts.admit(log, service)

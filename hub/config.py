@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "hub"
     api_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
     data_dir: Path = Path(".hub")
 
     max_concurrent_activities: int = Field(default=200, ge=1)

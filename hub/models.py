@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -42,6 +43,9 @@ class HttpMethod(StrEnum):
     DELETE = "DELETE"
 
 
+Method = Annotated[HttpMethod, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
+
+
 class Event(BaseModel):
     """What a producer emits: one event becomes one workflow."""
 
@@ -56,16 +60,15 @@ class Event(BaseModel):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class ServiceIn(BaseModel):
-    """A service as an operator creates it."""
-
-    model_config = ConfigDict(extra="forbid")
+class ServiceFields(BaseModel):
+    """What a service is made of; ServiceIn adds the checks for new input."""
 
     name: ServiceName
     type: ServiceType = ServiceType.HTTP
     base_url: str
     auth_type: AuthType = AuthType.NONE
     token: SecretStr | None = None
+    inbound_token: SecretStr | None = None
     timeout: float = Field(default=5.0, gt=0, le=300)
     max_attempts: int = Field(default=5, ge=1, le=MAX_ATTEMPTS_CAP)
     backoff: float = Field(default=1.0, ge=0, le=3600)
@@ -73,6 +76,12 @@ class ServiceIn(BaseModel):
     cb_cooldown: float = Field(default=30.0, gt=0, le=86400)
     response_queue: str | None = Field(default=None, max_length=255)
     enabled: bool = True
+
+
+class ServiceIn(ServiceFields):
+    """A service as an operator creates it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -84,12 +93,36 @@ class ServiceIn(BaseModel):
         return self
 
 
-class Service(ServiceIn):
-    """A stored service. The token is a SecretStr so it prints and serialises masked."""
+class ServicePatch(BaseModel):
+    """A change to a service: only the fields given change (name and type never do)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    auth_type: AuthType | None = None
+    token: SecretStr | None = None
+    inbound_token: SecretStr | None = None
+    timeout: float | None = Field(default=None, gt=0, le=300)
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_CAP)
+    backoff: float | None = Field(default=None, ge=0, le=3600)
+    cb_threshold: int | None = Field(default=None, ge=1, le=1000)
+    cb_cooldown: float | None = Field(default=None, gt=0, le=86400)
+    response_queue: str | None = Field(default=None, max_length=255)
+    enabled: bool | None = None
+
+
+class Service(ServiceFields):
+    """A stored service (not re-checked: a row that was valid when written stays usable).
+
+    Its credentials are as stored: ``token``, ``inbound_token`` and ``secret_url`` hold
+    ciphertext (hub.secrets opens them), ``base_url`` has any password masked. All three are
+    SecretStr, so they print and serialise as ``**********``.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     id: int
+    secret_url: SecretStr | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -116,26 +149,48 @@ def mask_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-class RuleIn(BaseModel):
-    """A rule as an operator creates it: which events go to which service, and how."""
-
-    model_config = ConfigDict(extra="forbid")
+class RuleFields(BaseModel):
+    """What a rule is made of: which events go to which service, and how."""
 
     event: EventPattern
     service: ServiceName
-    method: HttpMethod = HttpMethod.POST
+    method: Method = HttpMethod.POST
     endpoint: str = Field(default="", max_length=2000)
     template: str = Field(default="", max_length=65536)
     enabled: bool = True
 
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+
+class RuleIn(RuleFields):
+    """A rule as an operator creates it; its template must be able to render JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _renders_json(self) -> Self:
+        """Refuse a template that cannot render JSON, or a GET whose payload is no object."""
+        from hub import templating
+
+        rendered = templating.check(self.template)
+        if self.method is HttpMethod.GET and not rendered.startswith("{"):
+            raise ValueError("a GET rule's template must render a JSON object (the query string)")
+        return self
 
 
-class Rule(RuleIn):
-    """A stored rule."""
+class RulePatch(BaseModel):
+    """A change to a rule: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: EventPattern | None = None
+    service: ServiceName | None = None
+    method: Method | None = None
+    endpoint: str | None = Field(default=None, max_length=2000)
+    template: str | None = Field(default=None, max_length=65536)
+    enabled: bool | None = None
+
+
+class Rule(RuleFields):
+    """A stored rule (not re-checked: a bad template fails its deliveries, not the index)."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 
 from hub.models import (
     Circuit,
@@ -19,9 +20,13 @@ from hub.models import (
     LogEntryIn,
     Rule,
     RuleIn,
+    RulePatch,
     Service,
     ServiceIn,
+    ServicePatch,
+    mask_url,
 )
+from hub.secrets import SecretBox
 
 # Any fixed number works; it only has to be the same for every process that migrates.
 _MIGRATION_LOCK = 0x4855_4201
@@ -134,36 +139,48 @@ _RULE_SELECT = """
 class Store:
     """Typed queries over one asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox | None = None) -> None:
         self.pool = pool
+        self.box = box or SecretBox(None)
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10
+        cls, dsn: str, *, box: SecretBox | None = None, min_size: int = 1, max_size: int = 10
     ) -> AsyncIterator["Store"]:
         """A store with its own pool, closed on exit."""
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
         try:
-            yield cls(pool)
+            yield cls(pool, box)
         finally:
             await pool.close()
 
     # services
 
+    def _sealed_url(self, url: str) -> tuple[str, str | None]:
+        """(the URL to store in base_url, its encrypted form when it holds a password)."""
+        masked = mask_url(url)
+        return masked, (self.box.seal(url) if masked != url else None)
+
+    def _sealed(self, secret: SecretStr | None) -> str | None:
+        return self.box.seal(secret.get_secret_value()) if secret else None
+
     async def create_service(self, service: ServiceIn) -> Service:
-        token = service.token.get_secret_value() if service.token else None
+        base_url, secret_url = self._sealed_url(service.base_url)
         try:
             row = await self.pool.fetchrow(
-                """INSERT INTO services (name, type, base_url, auth_type, token, timeout,
-                       max_attempts, backoff, cb_threshold, cb_cooldown, response_queue, enabled)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                """INSERT INTO services (name, type, base_url, secret_url, auth_type, token,
+                       inbound_token, timeout, max_attempts, backoff, cb_threshold, cb_cooldown,
+                       response_queue, enabled)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                    RETURNING *""",
                 service.name,
                 service.type.value,
-                service.base_url,
+                base_url,
+                secret_url,
                 service.auth_type.value,
-                token,
+                self._sealed(service.token),
+                self._sealed(service.inbound_token),
                 service.timeout,
                 service.max_attempts,
                 service.backoff,
@@ -174,6 +191,37 @@ class Store:
             )
         except asyncpg.UniqueViolationError:
             raise ConflictError(f"service {service.name!r} already exists") from None
+        return Service.model_validate(dict(row))
+
+    async def update_service(self, name: str, patch: ServicePatch) -> Service:
+        """Change the given fields, after checking the service they make is consistent."""
+        current = await self.get_service(name)
+        changes = patch.model_dump(exclude_unset=True)
+        merged = current.model_dump() | changes
+        # Validation only needs to know whether a token exists; never decrypt for it.
+        if merged.get("token") is not None and "token" not in changes:
+            merged["token"] = "(stored)"
+        ServiceIn.model_validate({k: v for k, v in merged.items() if k in ServiceIn.model_fields})
+        columns: dict[str, Any] = {}
+        for field, value in changes.items():
+            if field == "base_url":
+                columns["base_url"], columns["secret_url"] = self._sealed_url(value)
+            elif field in ("token", "inbound_token"):
+                columns[field] = self._sealed(getattr(patch, field))
+            elif field == "auth_type":
+                columns[field] = value.value
+            else:
+                columns[field] = value
+        if not columns:
+            return current
+        assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, 2))
+        row = await self.pool.fetchrow(
+            f"UPDATE services SET {assignments}, updated_at = now() WHERE name = $1 RETURNING *",
+            name,
+            *columns.values(),
+        )
+        if row is None:
+            raise NotFoundError(f"no service named {name!r}")
         return Service.model_validate(dict(row))
 
     async def list_services(self) -> list[Service]:
@@ -236,6 +284,34 @@ class Store:
         row = await self.pool.fetchrow(_RULE_SELECT + " WHERE r.id = $1", rule_id)
         if row is None:
             raise NotFoundError(f"no rule with id {rule_id}")
+        return Rule.model_validate(dict(row))
+
+    async def update_rule(self, rule_id: int, patch: RulePatch) -> Rule:
+        """Change the given fields, after checking the rule they make is valid."""
+        current = await self.get_rule(rule_id)
+        merged = RuleIn.model_validate(
+            current.model_dump(include=set(RuleIn.model_fields))
+            | patch.model_dump(exclude_unset=True)
+        )
+        row = await self.pool.fetchrow(
+            """WITH updated AS (
+                   UPDATE rules r SET event = $2, service_id = s.id, method = $4, endpoint = $5,
+                       template = $6, enabled = $7, updated_at = now()
+                   FROM services s WHERE r.id = $1 AND s.name = $3
+                   RETURNING r.*)
+               SELECT u.id, u.event, $3 AS service, u.method, u.endpoint, u.template,
+                      u.enabled, u.created_at, u.updated_at
+               FROM updated u""",
+            rule_id,
+            merged.event,
+            merged.service,
+            merged.method.value,
+            merged.endpoint,
+            merged.template,
+            merged.enabled,
+        )
+        if row is None:
+            raise NotFoundError(f"no service named {merged.service!r}")
         return Rule.model_validate(dict(row))
 
     async def delete_rule(self, rule_id: int) -> None:

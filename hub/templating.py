@@ -44,13 +44,13 @@ def render(template: str, event: Event) -> str:
     return rendered
 
 
-def check(template: str) -> None:
+def check(template: str) -> str:
     """Raise TemplateError if the template cannot render JSON for any event.
 
     Every placeholder is rendered as missing (null or ""), which keeps the JSON structure
-    the template would have for a real event.
+    the template would have for a real event. Returns that rendering.
     """
-    render(template, Event(id="check", name="check"))
+    return render(template, Event(id="check", name="check")).lstrip()
 
 
 def _substitute(template: str, context: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from hub.config import Settings
 from hub.devstack import database_url
 from hub.rule_index import RuleIndex
 from hub.schedule import ensure_response_schedule
+from hub.secrets import SecretBox
 from hub.store import Store, migrate
 from hub.visibility import ensure_search_attributes
 from workflows import ConsumeResponsesWorkflow, DispatchEventWorkflow
@@ -50,7 +51,8 @@ async def running_worker(
     await ensure_search_attributes(temporal, settings.temporal_namespace)
     await ensure_response_schedule(temporal, settings)
     async with AsyncExitStack() as stack:
-        store = await stack.enter_async_context(Store.open(dsn, min_size=2, max_size=20))
+        box = SecretBox.from_settings(settings)
+        store = await stack.enter_async_context(Store.open(dsn, box=box, min_size=2, max_size=20))
         index = RuleIndex(store, ttl=settings.rule_cache_seconds)
         await index.start()
         stack.push_async_callback(index.close)
@@ -67,8 +69,8 @@ async def running_worker(
         amqp = AmqpPool(name=f"temporal-hub worker {os.getpid()}")
         stack.push_async_callback(amqp.close)
         attempts = DeliveryAttempts(store, index, CircuitBreaker(store))
-        http_activities = HttpActivities(attempts, http)
-        amqp_activities = AmqpActivities(attempts, store, index, amqp)
+        http_activities = HttpActivities(attempts, http, box)
+        amqp_activities = AmqpActivities(attempts, store, index, amqp, box)
         worker = Worker(
             temporal,
             task_queue=settings.task_queue,

@@ -13,16 +13,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 
 from hub.client import HubClient, connect_temporal
 from hub.config import Settings
 from hub.devstack import TemporalDevServer, embedded_database_url, free_port, port_in_use
 from hub.models import RuleIn, Service, ServiceIn
+from hub.secrets import SecretBox
 from hub.store import Store
 from hub.worker import RunningWorker, running_worker
 from tests.sink import HttpSink
 
 RUN_ID = secrets.token_hex(4)
+SECRET_KEY = Fernet.generate_key().decode()
 
 
 def _server_url() -> str:
@@ -89,6 +92,7 @@ def settings(database_url: str, temporal_server: TemporalDevServer) -> Settings:
         temporal_address=temporal_server.address,
         task_queue=f"hub-test-{RUN_ID}",
         rule_cache_seconds=30,
+        secret_key=SECRET_KEY,
     )
 
 
@@ -100,8 +104,9 @@ async def worker(settings: Settings) -> AsyncIterator[RunningWorker]:
 
 
 @pytest.fixture(scope="session")
-async def store(database_url: str, worker: None) -> AsyncIterator[Store]:
-    async with Store.open(database_url) as store:
+async def store(settings: Settings, worker: RunningWorker) -> AsyncIterator[Store]:
+    box = SecretBox.from_settings(settings)
+    async with Store.open(settings.database_url, box=box) as store:
         yield store
 
 

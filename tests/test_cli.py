@@ -32,6 +32,7 @@ def cli(settings, worker):
         "HUB_DATABASE_URL": settings.database_url,
         "HUB_TEMPORAL_ADDRESS": settings.temporal_address,
         "HUB_TASK_QUEUE": settings.task_queue,
+        "HUB_SECRET_KEY": settings.secret_key.get_secret_value(),
         "COLUMNS": "200",
     }
 

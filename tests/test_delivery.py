@@ -277,11 +277,18 @@ async def test_connection_refused_is_retried_then_dead_lettered(
 
 
 async def test_invalid_template_is_dead_lettered_without_a_request(
-    hub, store, sink, make_service, make_rule, unique
+    hub, store, sink, make_service, unique
 ):
     service = await make_service()
-    # The CLI refuses such a template; a rule written straight to the store can still have one.
-    await make_rule(f"{unique}.bad", service, endpoint="/bad", template='{"a": {{data.a}}')
+    # Every boundary refuses such a template; a rule written straight into the database
+    # (or a template that only some events break) still reaches the worker.
+    await store.pool.execute(
+        "INSERT INTO rules (event, service_id, endpoint, template) VALUES ($1, $2, '/bad', $3)",
+        f"{unique}.bad",
+        service.id,
+        '{"a": {{data.a}}',
+    )
+    await hub.index.refresh(min_version=await store.config_version())
 
     result = await hub.emit(f"{unique}.bad", {"a": 1}, event_id=f"{unique}-b", wait=True)
 

@@ -173,7 +173,7 @@ def test_delete_sends_no_body():
     ],
 )
 def test_auth_headers(auth_type, token, expected):
-    request = build_request(CLIENT, service(auth_type, token), delivery(), 1)
+    request = build_request(CLIENT, service(auth_type, token), delivery(), 1, token or "")
     auth = {k: v for k, v in request.headers.items() if k in ("authorization", "x-api-key")}
     assert auth == expected
 

@@ -21,6 +21,7 @@ async def test_worker_process_delivers_and_shuts_down_gracefully(
         "HUB_DATABASE_URL": settings.database_url,
         "HUB_TEMPORAL_ADDRESS": settings.temporal_address,
         "HUB_TASK_QUEUE": queue,
+        "HUB_SECRET_KEY": settings.secret_key.get_secret_value(),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -4,9 +4,13 @@ CREATE TABLE services (
     id              bigserial PRIMARY KEY,
     name            text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'),
     type            text NOT NULL CHECK (type IN ('http', 'amqp')),
+    -- base_url never holds a password: a URL with one is stored masked here and encrypted
+    -- whole in secret_url. token and inbound_token are encrypted too (see hub/secrets.py).
     base_url        text NOT NULL,
+    secret_url      text,
     auth_type       text NOT NULL DEFAULT 'none' CHECK (auth_type IN ('none', 'bearer', 'apikey')),
     token           text,
+    inbound_token   text,
     timeout         double precision NOT NULL DEFAULT 5 CHECK (timeout > 0),
     max_attempts    integer NOT NULL DEFAULT 5 CHECK (max_attempts BETWEEN 1 AND 5),
     backoff         double precision NOT NULL DEFAULT 1 CHECK (backoff >= 0),

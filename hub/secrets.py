@@ -1,0 +1,72 @@
+"""Credentials at rest: service tokens, inbound tokens and AMQP passwords, Fernet-encrypted.
+
+The key comes from ``HUB_SECRET_KEY``, else from ``$HUB_DATA_DIR/secret.key`` (which
+``hub dev`` creates on its first run). Only processes that use a credential need the key:
+the worker (to call services) and the API (to check webhook tokens). Listing services does
+not decrypt anything.
+"""
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from pydantic import SecretStr
+
+from hub.config import Settings
+
+KEY_FILE = "secret.key"
+
+
+class SecretKeyError(RuntimeError):
+    """A credential had to be encrypted or decrypted without the right key."""
+
+
+class SecretBox:
+    """Seals and opens credentials with one Fernet key (or refuses, with no key)."""
+
+    def __init__(self, key: str | None) -> None:
+        try:
+            self._fernet = Fernet(key.encode()) if key else None
+        except ValueError:
+            raise SecretKeyError(
+                "HUB_SECRET_KEY is not a valid key (32 url-safe base64-encoded bytes)"
+            ) from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SecretBox":
+        if settings.secret_key is not None:
+            return cls(settings.secret_key.get_secret_value())
+        path = settings.data_dir / KEY_FILE
+        return cls(path.read_text().strip() if path.exists() else None)
+
+    def seal(self, plain: str) -> str:
+        return self._require().encrypt(plain.encode()).decode()
+
+    def open(self, sealed: SecretStr | str) -> str:
+        value = sealed.get_secret_value() if isinstance(sealed, SecretStr) else sealed
+        try:
+            return self._require().decrypt(value.encode()).decode()
+        except InvalidToken:
+            raise SecretKeyError(
+                "a stored credential cannot be decrypted: HUB_SECRET_KEY is not the key it "
+                "was stored with"
+            ) from None
+
+    def _require(self) -> Fernet:
+        if self._fernet is None:
+            raise SecretKeyError(
+                "no secret key: set HUB_SECRET_KEY (python -c 'from cryptography.fernet import "
+                "Fernet; print(Fernet.generate_key().decode())'), or run hub dev once"
+            )
+        return self._fernet
+
+
+def ensure_key_file(data_dir: Path) -> Path:
+    """Create ``secret.key`` (mode 600) under data_dir unless it exists; return its path."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(Fernet.generate_key().decode())
+    return path
