@@ -1,6 +1,7 @@
 """Activities over the hub's own database: planning an event's deliveries, dead-lettering."""
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from hub import templating
 from hub.circuit import CIRCUIT_OPEN
@@ -9,8 +10,11 @@ from hub.models import (
     Delivery,
     DeliveryPlan,
     DispatchInput,
+    HttpMethod,
     LogEntryIn,
     LogStatus,
+    ReplayInput,
+    ReplayOutcome,
     ResponseQueue,
     RetrySettings,
     ServiceType,
@@ -84,16 +88,12 @@ class StoreActivities:
     async def dead_letter(self, dead: DeadLetter) -> int:
         """Compensation: record the failed delivery in the DLQ, once per workflow.
 
-        When the last attempt was refused by the open circuit, the row keeps the last error
-        that came from the network, which is what an operator needs to see.
         A delivery that never reached the network (its template failed) has no attempt row
         in the log, so it gets one here: every failure is findable in the log.
         """
         d = dead.delivery
-        if dead.error_type == CIRCUIT_OPEN:
-            last = await self._store.last_network_error(d.id, dead.workflow_id)
-            if last:
-                dead = dead.model_copy(update={"error": f"{last} (then: {dead.error})"})
+        error = await self._real_error(d.id, dead.workflow_id, dead.error, dead.error_type)
+        dead = dead.model_copy(update={"error": error})
         log = None
         if dead.attempts == 0:
             log = LogEntryIn(
@@ -110,3 +110,60 @@ class StoreActivities:
                 error=dead.error,
             )
         return await self._store.add_dead_letter(dead, log)
+
+    @activity.defn(name="replay_delivery")
+    async def replay_delivery(self, replay: ReplayInput) -> Delivery:
+        """The stored delivery of a DLQ row, to send again exactly as it was rendered.
+
+        The service's current address, credentials and retry settings apply; the payload,
+        method, endpoint and delivery id (the Idempotency-Key) are the stored ones.
+        """
+        entry = await self._store.get_dead_letter(replay.dlq_id)
+        if entry.payload is None:
+            raise ApplicationError(
+                "nothing to replay: the template never rendered; fix the rule and emit again",
+                non_retryable=True,
+            )
+        snapshot = await self._index.refresh()
+        service = next((s for s in snapshot.services.values() if s.name == entry.service), None)
+        if service is None:
+            raise ApplicationError(
+                f"service {entry.service!r} is disabled or was deleted", non_retryable=True
+            )
+        return Delivery(
+            id=entry.delivery_id,
+            event_id=entry.event_id,
+            event_name=entry.event_name,
+            rule_id=entry.rule_id or 0,
+            service_id=service.id,
+            service=service.name,
+            service_type=service.type,
+            method=HttpMethod(entry.method),
+            endpoint=entry.endpoint,
+            payload=entry.payload,
+            retry=RetrySettings(
+                max_attempts=service.max_attempts,
+                backoff=service.backoff,
+                timeout=service.timeout,
+            ),
+        )
+
+    @activity.defn(name="finish_replay")
+    async def finish_replay(self, outcome: ReplayOutcome) -> None:
+        """Resolve the DLQ row if the replay delivered, else record the replay's error."""
+        if outcome.error is not None:
+            error = await self._real_error(
+                outcome.delivery_id or "", outcome.workflow_id, outcome.error, outcome.error_type
+            )
+            outcome = outcome.model_copy(update={"error": error})
+        await self._store.finish_replay(outcome)
+
+    async def _real_error(
+        self, delivery_id: str, workflow_id: str, error: str, error_type: str | None
+    ) -> str:
+        """The error to keep: when the circuit refused the last attempt, the last error that
+        came from the network, which is what an operator needs to see."""
+        if error_type != CIRCUIT_OPEN:
+            return error
+        last = await self._store.last_network_error(delivery_id, workflow_id)
+        return f"{last} (then: {error})" if last else error

@@ -109,19 +109,22 @@ class AmqpPool:
     async def queue(self, url: str, name: str, *, connect_timeout: float) -> AbstractQueue:
         """An existing queue as it is (whatever its arguments), else a new durable one.
 
-        Checked with the broker once per worker; later calls cost no round trip.
+        Checked with the broker once per worker, on a throwaway channel: a passive declare of
+        a missing queue closes its channel, which must not be the shared one.
         """
         channel = await self.channel(url, connect_timeout=connect_timeout)
-        if (url, name) in self._known_queues:
-            return await channel.get_queue(name, ensure=False)
-        try:
-            queue = await channel.get_queue(name, ensure=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            # The failed passive declare closed the channel: the next one declares it.
-            channel = await self.channel(url, connect_timeout=connect_timeout)
-            queue = await channel.declare_queue(name, durable=True)
-        self._known_queues.add((url, name))
-        return queue
+        if (url, name) not in self._known_queues:
+            connection = self._brokers[url].connection
+            probe = await connection.channel(publisher_confirms=False)
+            try:
+                await probe.get_queue(name, ensure=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                await channel.declare_queue(name, durable=True)
+            finally:
+                if not probe.is_closed:
+                    await probe.close()
+            self._known_queues.add((url, name))
+        return await channel.get_queue(name, ensure=False)
 
     async def close(self) -> None:
         for broker in self._brokers.values():

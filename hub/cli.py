@@ -4,7 +4,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -21,16 +21,21 @@ from hub import templating
 from hub.client import HubClient, connect_temporal
 from hub.config import Settings
 from hub.devstack import DevStackError, database_url
+from hub.dlq import Replayer
 from hub.models import (
     AuthType,
     ConsumeInput,
     Event,
     HttpMethod,
+    ReplayOutcome,
     RuleIn,
+    RulePatch,
     ServiceIn,
+    ServicePatch,
     ServiceType,
     mask_url,
 )
+from hub.process import exit_now
 from hub.secrets import SecretBox, SecretKeyError
 from hub.store import Store, StoreError, migrate
 
@@ -145,6 +150,19 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30m``, ``12h``, ``7d``, ``2w`` (or plain seconds) as a timedelta."""
+    value, unit = text[:-1], text[-1:]
+    if unit.isdigit():
+        value, unit = text, "s"
+    if unit not in _UNITS or not value.isdigit():
+        raise UsageError(f"invalid duration {text!r}: use a number and s, m, h, d or w")
+    return timedelta(seconds=int(value) * _UNITS[unit])
+
+
 def read_template(value: str) -> str:
     """A template given inline, or as @path to a file."""
     if value.startswith("@"):
@@ -226,6 +244,26 @@ def dev_command(
     finally:
         if server is not None:
             server.stop()
+
+
+@app.command("api")
+def api_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Serve without HUB_API_TOKEN (dev only).")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (ingest, webhooks, admin; OpenAPI at /openapi.json)."""
+    from hub.api import serve
+    from hub.worker import configure_logging
+
+    configure_logging()
+    try:
+        serve(Settings(), host=host, port=port, insecure_no_auth=insecure_no_auth)
+    except (RuntimeError, OSError, asyncpg.PostgresError, RPCError) as error:
+        err_console.print(f"[red]error:[/red] {one_line(error)}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command("emit")
@@ -333,43 +371,126 @@ async def logs_command(
 # services
 
 
+AuthTypeOption = Annotated[AuthType | None, typer.Option("--auth-type")]
+TokenOption = Annotated[
+    str | None, typer.Option(help="Bearer token or API key (stored encrypted).")
+]
+InboundTokenOption = Annotated[
+    str | None, typer.Option(help="Token that POST /webhooks/NAME must present.")
+]
+TimeoutOption = Annotated[float | None, typer.Option("--timeout", help="Seconds per attempt.")]
+AttemptsOption = Annotated[int | None, typer.Option(help="Attempts per delivery, 1..5.")]
+BackoffOption = Annotated[
+    float | None, typer.Option(help="Seconds before the first retry; doubles.")
+]
+ThresholdOption = Annotated[
+    int | None, typer.Option(help="Failures in a row that open the circuit.")
+]
+CooldownOption = Annotated[float | None, typer.Option(help="Seconds an open circuit waits.")]
+QueueOption = Annotated[str | None, typer.Option(help="AMQP queue replies arrive on.")]
+
+
+def given(**options: object) -> dict[str, object]:
+    """The options the user actually gave (Typer passes None for the others)."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
 @service_app.command("add")
 @command
 async def service_add(
     name: Annotated[str, typer.Argument(help="Unique name: lowercase letters, digits, _ . -")],
     url: Annotated[str, typer.Option("--url", help="Base URL (http/https, or amqp/amqps).")],
     service_type: Annotated[ServiceType, typer.Option("--type")] = ServiceType.HTTP,
-    auth_type: Annotated[AuthType, typer.Option("--auth-type")] = AuthType.NONE,
-    token: Annotated[str | None, typer.Option(help="Bearer token or API key.")] = None,
-    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds per attempt.")] = 5.0,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per delivery, 1..5.")] = 5,
-    backoff: Annotated[float, typer.Option(help="Seconds before the first retry; doubles.")] = 1.0,
-    cb_threshold: Annotated[int, typer.Option(help="Failures in a row that open the circuit.")] = 5,
-    cb_cooldown: Annotated[float, typer.Option(help="Seconds an open circuit waits.")] = 30.0,
-    response_queue: Annotated[
-        str | None, typer.Option(help="AMQP queue replies arrive on.")
-    ] = None,
+    auth_type: AuthTypeOption = None,
+    token: TokenOption = None,
+    inbound_token: InboundTokenOption = None,
+    timeout_s: TimeoutOption = None,
+    max_attempts: AttemptsOption = None,
+    backoff: BackoffOption = None,
+    cb_threshold: ThresholdOption = None,
+    cb_cooldown: CooldownOption = None,
+    response_queue: QueueOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a service that rules can deliver to."""
-    spec = ServiceIn(
-        name=name,
-        type=service_type,
-        base_url=url,
-        auth_type=auth_type,
-        token=token,
-        timeout=timeout_s,
-        max_attempts=max_attempts,
-        backoff=backoff,
-        cb_threshold=cb_threshold,
-        cb_cooldown=cb_cooldown,
-        response_queue=response_queue,
+    """Add a service that rules can deliver to (defaults: timeout 5, 5 attempts, backoff 1)."""
+    spec = ServiceIn.model_validate(
+        given(
+            name=name,
+            type=service_type,
+            base_url=url,
+            auth_type=auth_type,
+            token=token,
+            inbound_token=inbound_token,
+            timeout=timeout_s,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            cb_threshold=cb_threshold,
+            cb_cooldown=cb_cooldown,
+            response_queue=response_queue,
+        )
     )
     service = await _with_store(Settings(), lambda s: s.create_service(spec))
     if as_json:
         print_json(service)
     else:
         out.print(f"added service {service.name} (id {service.id})")
+
+
+@service_app.command("update")
+@command
+async def service_update(
+    name: str,
+    url: Annotated[str | None, typer.Option("--url", help="New base URL.")] = None,
+    auth_type: AuthTypeOption = None,
+    token: TokenOption = None,
+    inbound_token: InboundTokenOption = None,
+    timeout_s: TimeoutOption = None,
+    max_attempts: AttemptsOption = None,
+    backoff: BackoffOption = None,
+    cb_threshold: ThresholdOption = None,
+    cb_cooldown: CooldownOption = None,
+    response_queue: QueueOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a service's settings; only the options given change."""
+    patch = ServicePatch.model_validate(
+        given(
+            base_url=url,
+            auth_type=auth_type,
+            token=token,
+            inbound_token=inbound_token,
+            timeout=timeout_s,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            cb_threshold=cb_threshold,
+            cb_cooldown=cb_cooldown,
+            response_queue=response_queue,
+        )
+    )
+    await _update_service(name, patch, as_json)
+
+
+@service_app.command("enable")
+@command
+async def service_enable(name: str) -> None:
+    """Let rules deliver to this service again."""
+    await _update_service(name, ServicePatch(enabled=True), as_json=False)
+
+
+@service_app.command("disable")
+@command
+async def service_disable(name: str) -> None:
+    """Stop matching this service's rules (deliveries in flight go to the DLQ)."""
+    await _update_service(name, ServicePatch(enabled=False), as_json=False)
+
+
+async def _update_service(name: str, patch: ServicePatch, as_json: bool) -> None:
+    service = await _with_store(Settings(), lambda s: s.update_service(name, patch))
+    if as_json:
+        print_json(service)
+    else:
+        state = "enabled" if service.enabled else "disabled"
+        out.print(f"updated service {service.name} ({state})")
 
 
 @service_app.command("list")
@@ -501,6 +622,53 @@ async def rule_show(rule_id: int, as_json: JsonOption = False) -> None:
         print_fields(rule.model_dump(mode="json"))
 
 
+@rule_app.command("update")
+@command
+async def rule_update(
+    rule_id: int,
+    event: Annotated[str | None, typer.Option(help="Event name or pattern.")] = None,
+    service: Annotated[str | None, typer.Option(help="Service name.")] = None,
+    method: Annotated[HttpMethod | None, typer.Option(case_sensitive=False)] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Path appended to the URL.")] = None,
+    template: Annotated[str | None, typer.Option(help="Payload template, or @file.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a rule; only the options given change."""
+    patch = RulePatch.model_validate(
+        given(
+            event=event,
+            service=service,
+            method=method,
+            endpoint=endpoint,
+            template=read_template(template) if template is not None else None,
+        )
+    )
+    await _update_rule(rule_id, patch, as_json)
+
+
+@rule_app.command("enable")
+@command
+async def rule_enable(rule_id: int) -> None:
+    """Let this rule match again."""
+    await _update_rule(rule_id, RulePatch(enabled=True), as_json=False)
+
+
+@rule_app.command("disable")
+@command
+async def rule_disable(rule_id: int) -> None:
+    """Stop this rule from matching."""
+    await _update_rule(rule_id, RulePatch(enabled=False), as_json=False)
+
+
+async def _update_rule(rule_id: int, patch: RulePatch, as_json: bool) -> None:
+    rule = await _with_store(Settings(), lambda s: s.update_rule(rule_id, patch))
+    if as_json:
+        print_json(rule)
+    else:
+        state = "enabled" if rule.enabled else "disabled"
+        out.print(f"updated rule {rule.id}: {rule.event} -> {rule.service} ({state})")
+
+
 @rule_app.command("delete")
 @command
 async def rule_delete(rule_id: int) -> None:
@@ -578,6 +746,82 @@ async def dlq_show(dlq_id: int, as_json: JsonOption = False) -> None:
         print_fields(values)
 
 
+@dlq_app.command("replay")
+@command
+async def dlq_replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="DLQ ids to replay.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every unresolved row (filtered).")] = False,
+    service: Annotated[str | None, typer.Option(help="With --all: only this service.")] = None,
+    event: Annotated[str | None, typer.Option(help="With --all: this event name or id.")] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Start the replays, do not wait for them.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Replays in flight.")] = 16,
+    as_json: JsonOption = False,
+) -> None:
+    """Send dead-lettered deliveries again, exactly as stored; a row resolves when delivered."""
+    if bool(ids) == all_:
+        raise UsageError("give DLQ ids, or --all (optionally with --service / --event)")
+    if (service or event) and not all_:
+        raise UsageError("--service and --event filter --all")
+    settings = Settings()
+    temporal = await connect_temporal(settings)
+    box = SecretBox.from_settings(settings)
+    async with Store.open(database_url(settings), box=box, max_size=4) as store:
+        targets = ids or await store.dead_letter_ids(service=service, event=event)
+
+        def progress(dlq_id: int, outcome: ReplayOutcome | None) -> None:
+            if as_json:
+                return
+            if outcome is None:
+                state = "started" if no_wait else "skipped (resolved or gone)"
+            elif outcome.delivered:
+                state = f"delivered after {outcome.attempts} attempt(s)"
+            else:
+                state = f"failed again: {outcome.error}"
+            err_console.print(f"dlq {dlq_id}: {state}", highlight=False)
+
+        replayer = Replayer(temporal, store, settings.task_queue)
+        counts = await replayer.replay_many(
+            targets, wait=not no_wait, concurrency=concurrency, progress=progress
+        )
+    if as_json:
+        print_json(counts)
+    else:
+        out.print(
+            f"replayed {counts.requested}: {counts.started} started, {counts.delivered} "
+            f"delivered, {counts.failed} failed, {counts.skipped} skipped"
+        )
+    if counts.failed:
+        raise typer.Exit(2)
+
+
+@dlq_app.command("delete")
+@command
+async def dlq_delete(dlq_ids: Annotated[list[int], typer.Argument(help="DLQ ids.")]) -> None:
+    """Delete DLQ rows (the delivery log keeps their attempts)."""
+
+    async def delete(store: Store) -> None:
+        for dlq_id in dlq_ids:
+            await store.delete_dead_letter(dlq_id)
+
+    await _with_store(Settings(), delete)
+    out.print(f"deleted {len(dlq_ids)} DLQ row(s)")
+
+
+@dlq_app.command("flush")
+@command
+async def dlq_flush(
+    older_than: Annotated[
+        str, typer.Option(help="Age, e.g. 30m, 12h, 7d, 2w: rows created before that go.")
+    ] = "7d",
+) -> None:
+    """Delete DLQ rows older than an age, resolved or not."""
+    cutoff = datetime.now(UTC) - parse_duration(older_than)
+    removed = await _with_store(Settings(), lambda s: s.flush_dead_letters(cutoff))
+    out.print(f"flushed {removed} DLQ row(s) created before {cutoff:%Y-%m-%d %H:%M:%S} UTC")
+
+
 # circuit breakers
 
 
@@ -647,3 +891,13 @@ async def responses_consume(
         ["service", "queue", "consumed", "rejected to .dlq", "error"],
         [(r.service, r.queue, r.consumed, r.rejected, r.error) for r in summary.results],
     )
+
+
+def main() -> None:
+    """The ``hub`` console script."""
+    try:
+        app()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    exit_now(code)

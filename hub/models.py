@@ -314,6 +314,36 @@ class DlqEntry(BaseModel):
     resolved_at: datetime | None
 
 
+class ReplayInput(BaseModel):
+    """Which DLQ row to replay, and which replay of it this is."""
+
+    dlq_id: int
+    replay: int
+
+
+class ReplayOutcome(BaseModel):
+    """How a replay ended; the DLQ row is resolved only if it delivered."""
+
+    dlq_id: int
+    replay: int
+    workflow_id: str
+    delivery_id: str | None = None
+    delivered: bool
+    attempts: int = 0
+    error: str | None = None
+    error_type: str | None = None
+
+
+class ReplayCounts(BaseModel):
+    """What a bulk replay did."""
+
+    requested: int = 0
+    started: int = 0
+    delivered: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
 class Direction(StrEnum):
     IN = "in"
     OUT = "out"

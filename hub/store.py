@@ -18,6 +18,7 @@ from hub.models import (
     DlqEntry,
     LogEntry,
     LogEntryIn,
+    ReplayOutcome,
     Rule,
     RuleIn,
     RulePatch,
@@ -59,6 +60,16 @@ class IndexSnapshot:
     version: int
     targets: list[RuleTarget]
     services: dict[int, Service]
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    """Counts behind the Prometheus metrics (see hub.api)."""
+
+    attempts: list[dict[str, Any]]  # service, direction, status, n, latency_sum
+    latency_buckets: list[dict[str, Any]]  # service, le, n (cumulative, outbound attempts)
+    dlq_depth: dict[str, int]
+    circuits: list[Circuit]
 
 
 def migration_files() -> list[tuple[int, str, str]]:
@@ -355,9 +366,10 @@ class Store:
         direction: str | None = None,
         event_id: str | None = None,
         since: datetime | None = None,
+        before_id: int | None = None,
         limit: int = 50,
     ) -> list[LogEntry]:
-        """Newest first."""
+        """Newest first; pass the last id seen as ``before_id`` for the next page."""
         rows = await self.pool.fetch(
             """SELECT * FROM delivery_log
                WHERE ($1::text IS NULL OR service = $1)
@@ -365,12 +377,14 @@ class Store:
                  AND ($3::text IS NULL OR direction = $3)
                  AND ($4::text IS NULL OR event_id = $4)
                  AND ($5::timestamptz IS NULL OR created_at >= $5)
-               ORDER BY id DESC LIMIT $6""",
+                 AND ($6::bigint IS NULL OR id < $6)
+               ORDER BY id DESC LIMIT $7""",
             service,
             status,
             direction,
             event_id,
             since,
+            before_id,
             limit,
         )
         return [LogEntry.model_validate(dict(r)) for r in rows]
@@ -410,6 +424,41 @@ class Store:
             older_than_days,
         )
         return int(status.split()[-1])
+
+    # health and metrics
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        await self.pool.fetchval("SELECT 1")
+
+    async def metrics(self, latency_buckets_ms: list[float]) -> StoreMetrics:
+        """Aggregates for /metrics, over what the log retention keeps."""
+        async with self.pool.acquire() as conn:
+            attempts = await conn.fetch(
+                """SELECT service, direction, status, count(*) AS n,
+                          coalesce(sum(latency_ms), 0) AS latency_sum
+                   FROM delivery_log GROUP BY service, direction, status"""
+            )
+            buckets = await conn.fetch(
+                """SELECT service, b.le, count(l.id) AS n
+                   FROM unnest($1::float8[]) AS b(le)
+                   CROSS JOIN (SELECT DISTINCT service FROM delivery_log
+                               WHERE direction = 'out') AS s
+                   LEFT JOIN delivery_log l ON l.service = s.service AND l.direction = 'out'
+                        AND l.latency_ms IS NOT NULL AND l.latency_ms <= b.le
+                   GROUP BY service, b.le ORDER BY service, b.le""",
+                latency_buckets_ms,
+            )
+            dlq = await conn.fetch(
+                """SELECT service, count(*) AS n FROM dlq
+                   WHERE resolved_at IS NULL GROUP BY service"""
+            )
+        return StoreMetrics(
+            attempts=[dict(r) for r in attempts],
+            latency_buckets=[dict(r) for r in buckets],
+            dlq_depth={r["service"]: r["n"] for r in dlq},
+            circuits=await self.list_circuits(),
+        )
 
     # circuit breaker: every transition is one statement, so concurrent workers serialise on
     # the row lock and re-check their conditions against the committed state.
@@ -583,6 +632,59 @@ class Store:
             limit,
         )
         return [_dlq_entry(r) for r in rows]
+
+    async def dead_letter_ids(
+        self, *, service: str | None = None, event: str | None = None, limit: int = 100_000
+    ) -> list[int]:
+        """Unresolved rows matching a filter, oldest first (the order a replay should go)."""
+        rows = await self.pool.fetch(
+            """SELECT id FROM dlq
+               WHERE resolved_at IS NULL
+                 AND ($1::text IS NULL OR service = $1)
+                 AND ($2::text IS NULL OR event_name = $2 OR event_id = $2)
+               ORDER BY id LIMIT $3""",
+            service,
+            event,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
+    async def begin_replay(self, dlq_id: int) -> tuple[DlqEntry, int]:
+        """Count a replay of an unresolved row; return the row and the replay's number."""
+        row = await self.pool.fetchrow(
+            """UPDATE dlq SET replay_count = replay_count + 1
+               WHERE id = $1 AND resolved_at IS NULL RETURNING *""",
+            dlq_id,
+        )
+        if row is None:
+            entry = await self.get_dead_letter(dlq_id)  # raises NotFoundError
+            raise ConflictError(f"DLQ entry {entry.id} is already resolved")
+        entry = _dlq_entry(row)
+        return entry, entry.replay_count
+
+    async def finish_replay(self, outcome: ReplayOutcome) -> None:
+        """Resolve the row if the replay delivered; else keep it with the replay's error."""
+        await self.pool.execute(
+            """UPDATE dlq SET
+                   resolved_at = CASE WHEN $2 THEN now() ELSE resolved_at END,
+                   error = CASE WHEN $2 THEN error ELSE $3 END,
+                   attempts = CASE WHEN $2 THEN attempts ELSE $4 END
+               WHERE id = $1""",
+            outcome.dlq_id,
+            outcome.delivered,
+            outcome.error or "",
+            outcome.attempts,
+        )
+
+    async def delete_dead_letter(self, dlq_id: int) -> None:
+        status = await self.pool.execute("DELETE FROM dlq WHERE id = $1", dlq_id)
+        if status == "DELETE 0":
+            raise NotFoundError(f"no DLQ entry with id {dlq_id}")
+
+    async def flush_dead_letters(self, older_than: datetime) -> int:
+        """Delete rows created before a time, resolved or not; return how many."""
+        status = await self.pool.execute("DELETE FROM dlq WHERE created_at < $1", older_than)
+        return int(status.split()[-1])
 
     async def get_dead_letter(self, dlq_id: int) -> DlqEntry:
         row = await self.pool.fetchrow("SELECT * FROM dlq WHERE id = $1", dlq_id)

@@ -24,7 +24,7 @@ from hub.schedule import ensure_response_schedule
 from hub.secrets import SecretBox
 from hub.store import Store, migrate
 from hub.visibility import ensure_search_attributes
-from workflows import ConsumeResponsesWorkflow, DispatchEventWorkflow
+from workflows import ConsumeResponsesWorkflow, DispatchEventWorkflow, ReplayDeadLetterWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,13 @@ async def running_worker(
         worker = Worker(
             temporal,
             task_queue=settings.task_queue,
-            workflows=[DispatchEventWorkflow, ConsumeResponsesWorkflow],
+            workflows=[DispatchEventWorkflow, ConsumeResponsesWorkflow, ReplayDeadLetterWorkflow],
             activities=[
                 store_activities.plan,
                 store_activities.dead_letter,
                 store_activities.response_queues,
+                store_activities.replay_delivery,
+                store_activities.finish_replay,
                 http_activities.deliver,
                 amqp_activities.publish,
                 amqp_activities.consume,

@@ -396,3 +396,144 @@ async def test_amqp_service_and_responses_consume(cli, unique):
         await cli("service", "add", f"{unique}-bad", "--type", "amqp", "--url", "http://x"),
         "amqp://",
     )
+
+
+async def test_service_and_rule_updates(cli, sink, unique):
+    name = f"{unique}-upd"
+    assert (await cli("service", "add", name, "--url", sink.url)).code == 0
+    updated = await cli(
+        "service",
+        "update",
+        name,
+        "--timeout",
+        "9",
+        "--auth-type",
+        "bearer",
+        "--token",
+        TOKEN,
+        "--max-attempts",
+        "2",
+        "--json",
+    )
+    assert updated.code == 0, updated.stderr
+    assert (updated.json()["timeout"], updated.json()["max_attempts"]) == (9, 2)
+    assert TOKEN not in updated.stdout
+    # Only what was given changed; an inconsistent change is refused whole.
+    assert_one_line_error(
+        await cli("service", "update", name, "--max-attempts", "9"), "max_attempts"
+    )
+    assert_one_line_error(await cli("service", "update", name, "--url", "ftp://x"), "invalid URL")
+    shown = (await cli("service", "show", name, "--json")).json()
+    assert (shown["timeout"], shown["max_attempts"], shown["base_url"]) == (9, 2, sink.url)
+    assert (await cli("service", "disable", name)).code == 0
+    assert (await cli("service", "show", name, "--json")).json()["enabled"] is False
+    assert (await cli("service", "enable", name)).code == 0
+
+    rule_id = str(
+        (await cli("rule", "add", "--event", f"{unique}.a", "--service", name, "--json")).json()[
+            "id"
+        ]
+    )
+    changed = await cli(
+        "rule",
+        "update",
+        rule_id,
+        "--endpoint",
+        "/new",
+        "--method",
+        "put",
+        "--template",
+        '{"v": {{data.v}}}',
+        "--json",
+    )
+    assert changed.code == 0, changed.stderr
+    assert (changed.json()["endpoint"], changed.json()["method"]) == ("/new", "PUT")
+    assert_one_line_error(
+        await cli("rule", "update", rule_id, "--template", '{"v": '), "invalid JSON"
+    )
+    assert_one_line_error(await cli("rule", "update", rule_id, "--service", "nope-x"), "no service")
+    assert (await cli("rule", "disable", rule_id)).code == 0
+    assert (await cli("rule", "show", rule_id, "--json")).json()["enabled"] is False
+    emitted = await cli("emit", f"{unique}.a", "--data", '{"v": 1}')
+    assert "no enabled rule matches" in emitted.stdout
+    assert (await cli("rule", "enable", rule_id)).code == 0
+    assert (await cli("emit", f"{unique}.a", "--data", '{"v": 1}', "--wait")).code == 0
+    [request] = sink.at("/new")
+    assert (request.method, request.body) == ("PUT", b'{"v": 1}')
+
+
+async def test_dlq_replay_resends_the_stored_bytes(cli, store, sink, unique):
+    name = f"{unique}-rp"
+    sink.script("/rp", then=500)
+    assert (await cli("service", "add", name, "--url", sink.url, "--max-attempts", "1")).code == 0
+    rule_id = (
+        await cli(
+            "rule",
+            "add",
+            "--event",
+            f"{unique}.rp",
+            "--service",
+            name,
+            "--endpoint",
+            "/rp",
+            "--template",
+            '{"v": {{data.v}}, "s": "{{data.s}}"}',
+            "--json",
+        )
+    ).json()["id"]
+    for i in range(3):
+        assert (
+            await cli("emit", f"{unique}.rp", "--data", f'{{"v": {i}, "s": "é{i}"}}', "--wait")
+        ).code == 2
+    rows = (await cli("dlq", "list", "--service", name, "--json")).json()
+    assert len(rows) == 3
+    first = rows[-1]
+    # The template changes after the failure: a replay must not re-render.
+    assert (await cli("rule", "update", str(rule_id), "--template", '{"changed": 1}')).code == 0
+
+    still_down = await cli("dlq", "replay", str(first["id"]))
+    assert still_down.code == 2 and "failed again" in still_down.stderr
+    kept = await store.get_dead_letter(first["id"])
+    assert kept.resolved_at is None and kept.replay_count == 1 and "HTTP 500" in kept.error
+
+    sink.script("/rp", then=200)
+    fixed = await cli("dlq", "replay", str(first["id"]), "--json")
+    assert fixed.code == 0, fixed.stderr
+    assert fixed.json()["delivered"] == 1
+    assert sink.at("/rp")[-1].body == first["payload"].encode()
+    assert first["payload"] == '{"v": 0, "s": "é0"}'
+    resolved = await store.get_dead_letter(first["id"])
+    assert resolved.resolved_at is not None and resolved.replay_count == 2
+    again = await cli("dlq", "replay", str(first["id"]), "--json")
+    assert again.json()["skipped"] == 1
+
+    bulk = await cli("dlq", "replay", "--all", "--service", name, "--json")
+    assert bulk.code == 0, bulk.stderr
+    assert bulk.json() == {"requested": 2, "started": 2, "delivered": 2, "failed": 0, "skipped": 0}
+    assert (await cli("dlq", "list", "--service", name, "--json")).json() == []
+    bodies = sorted(r.body for r in sink.at("/rp") if r.body != b'{"v": 0, "s": "\xc3\xa90"}')
+    assert b'{"v": 1, "s": "\xc3\xa91"}' in bodies and b'{"v": 2, "s": "\xc3\xa92"}' in bodies
+    assert_one_line_error(await cli("dlq", "replay"), "--all")
+
+
+async def test_dlq_delete_and_flush(cli, sink, unique):
+    name = f"{unique}-fl"
+    sink.script("/fl", then=404)
+    assert (await cli("service", "add", name, "--url", sink.url)).code == 0
+    assert (
+        await cli("rule", "add", "--event", f"{unique}.fl", "--service", name, "--endpoint", "/fl")
+    ).code == 0
+    for _ in range(2):
+        assert (await cli("emit", f"{unique}.fl", "--wait")).code == 2
+    first, second = (await cli("dlq", "list", "--service", name, "--json")).json()
+    assert (await cli("dlq", "delete", str(first["id"]))).code == 0
+    assert_one_line_error(await cli("dlq", "delete", str(first["id"])), "no DLQ entry")
+    assert_one_line_error(await cli("dlq", "flush", "--older-than", "soon"), "invalid duration")
+    kept = await cli("dlq", "flush", "--older-than", "1h")
+    assert kept.code == 0
+    assert [r["id"] for r in (await cli("dlq", "list", "--service", name, "--json")).json()] == [
+        second["id"]
+    ]
+    await asyncio.sleep(1.1)
+    assert (await cli("dlq", "flush", "--older-than", "1s")).code == 0
+    assert (await cli("dlq", "list", "--service", name, "--json")).json() == []

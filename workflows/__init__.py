@@ -2,5 +2,6 @@
 
 from workflows.consume import ConsumeResponsesWorkflow
 from workflows.dispatch import DispatchEventWorkflow
+from workflows.replay import ReplayDeadLetterWorkflow
 
-__all__ = ["ConsumeResponsesWorkflow", "DispatchEventWorkflow"]
+__all__ = ["ConsumeResponsesWorkflow", "DispatchEventWorkflow", "ReplayDeadLetterWorkflow"]

@@ -5,11 +5,11 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError
+
+from workflows.delivery import describe_failure, send
 
 with workflow.unsafe.imports_passed_through():
-    from activities.amqp import AmqpActivities
-    from activities.http import HttpActivities
     from activities.store import StoreActivities
     from hub.models import (
         DeadLetter,
@@ -20,14 +20,11 @@ with workflow.unsafe.imports_passed_through():
         DispatchResult,
         Event,
         Outcome,
-        ServiceType,
     )
     from hub.visibility import HUB_OUTCOME, HUB_SERVICES
 
 PLAN_TIMEOUT = timedelta(seconds=30)
 DEAD_LETTER_TIMEOUT = timedelta(seconds=30)
-# Time the activity may take beyond the service's own HTTP timeout (logging, connecting).
-ACTIVITY_MARGIN = timedelta(seconds=10)
 # Compensation must not be lost: retry until the database is back, at a calm pace.
 DEAD_LETTER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
@@ -57,27 +54,13 @@ class DispatchEventWorkflow:
     async def _deliver(self, event: Event, delivery: Delivery) -> DeliveryOutcome:
         if delivery.template_error is not None:
             return await self._dead_letter(event, delivery, delivery.template_error, attempts=0)
-        retry = delivery.retry
-        send = (
-            HttpActivities.deliver
-            if delivery.service_type is ServiceType.HTTP
-            else AmqpActivities.publish
-        )
         try:
-            result = await workflow.execute_activity_method(
-                send,
-                delivery,
-                start_to_close_timeout=timedelta(seconds=retry.timeout) + ACTIVITY_MARGIN,
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=max(retry.backoff, 0.001)),
-                    backoff_coefficient=2.0,
-                    maximum_attempts=retry.max_attempts,
-                ),
-            )
+            result = await send(delivery)
         except ActivityError as err:
-            error, attempts = describe_failure(err, retry.max_attempts)
-            error_type = err.cause.type if isinstance(err.cause, ApplicationError) else None
-            return await self._dead_letter(event, delivery, error, attempts, error_type)
+            failure = describe_failure(err, delivery.retry.max_attempts)
+            return await self._dead_letter(
+                event, delivery, failure.error, failure.attempts, failure.error_type
+            )
         return DeliveryOutcome(
             delivery_id=delivery.id,
             rule_id=delivery.rule_id,
@@ -117,17 +100,6 @@ class DispatchEventWorkflow:
             error=error,
             dlq_id=dlq_id,
         )
-
-
-def describe_failure(err: ActivityError, max_attempts: int) -> tuple[str, int]:
-    """The last real error of a failed activity, and how many attempts it made."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        attempts = cause.details[0] if cause.details else max_attempts
-        return cause.message, int(attempts)
-    message = str(cause) if cause is not None else str(err)
-    attempts = max_attempts if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else 1
-    return message, attempts
 
 
 def summarize(outcomes: list[DeliveryOutcome] | tuple[DeliveryOutcome, ...]) -> Outcome:
