@@ -9,7 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from hub.circuit import CIRCUIT_OPEN, CircuitBreaker, CircuitOpenError, Permit
-from hub.models import Delivery, LogEntryIn, LogStatus, Service
+from hub.models import Delivery, LogEntryIn, LogStatus, Service, attempt_log
 from hub.rule_index import RuleIndex
 from hub.store import Store
 
@@ -54,17 +54,8 @@ class DeliveryAttempts:
     async def begin(self, delivery: Delivery, method: str) -> tuple[LogEntryIn, Service]:
         """The attempt's log row (failed until proven otherwise) and the service to call."""
         info = activity.info()
-        log = LogEntryIn(
-            service=delivery.service,
-            rule_id=delivery.rule_id,
-            event_id=delivery.event_id,
-            event_name=delivery.event_name,
-            delivery_id=delivery.id,
-            workflow_id=info.workflow_id,
-            method=method,
-            target=delivery.endpoint,
-            status=LogStatus.FAILED,
-            attempt=info.attempt,
+        log = attempt_log(
+            delivery, workflow_id=info.workflow_id, method=method, attempt=info.attempt
         )
         service = await self._index.service(delivery.service_id)
         if service is None:

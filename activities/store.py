@@ -11,13 +11,12 @@ from hub.models import (
     DeliveryPlan,
     DispatchInput,
     HttpMethod,
-    LogEntryIn,
-    LogStatus,
     ReplayInput,
     ReplayOutcome,
     ResponseQueue,
     RetrySettings,
     ServiceType,
+    attempt_log,
 )
 from hub.rule_index import RuleIndex
 from hub.store import Store
@@ -96,19 +95,8 @@ class StoreActivities:
         dead = dead.model_copy(update={"error": error})
         log = None
         if dead.attempts == 0:
-            log = LogEntryIn(
-                service=d.service,
-                rule_id=d.rule_id,
-                event_id=d.event_id,
-                event_name=d.event_name,
-                delivery_id=d.id,
-                workflow_id=dead.workflow_id,
-                method=d.method.value,
-                target=d.endpoint,
-                status=LogStatus.FAILED,
-                attempt=0,
-                error=dead.error,
-            )
+            log = attempt_log(d, workflow_id=dead.workflow_id, method=d.method.value, attempt=0)
+            log.error = dead.error
         return await self._store.add_dead_letter(dead, log)
 
     @activity.defn(name="replay_delivery")

@@ -204,46 +204,28 @@ def worker_command() -> None:
 def dev_command(
     temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+    api_port: Annotated[int, typer.Option(help="HTTP API port.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Add a demo sink, service and rules; emit events.")
+    ] = False,
+    demo_port: Annotated[int, typer.Option(help="Port of the demo sink.")] = 8099,
 ) -> None:
-    """Run everything on one machine: embedded Temporal (+UI) and PostgreSQL, and a worker.
+    """Run the whole hub here: embedded Temporal (+UI) and PostgreSQL, worker, API, schedule.
 
-    Servers named by HUB_TEMPORAL_ADDRESS / HUB_DATABASE_URL are used instead of embedded ones.
-    Data persists under HUB_DATA_DIR (default ./.hub).
+    Servers named by HUB_TEMPORAL_ADDRESS / HUB_DATABASE_URL are used instead of embedded
+    ones. Everything persists under HUB_DATA_DIR (default ./.hub), including the generated
+    API token and secret key.
     """
-    import logging
+    from hub.devstack import DevPorts, run_dev
+    from hub.worker import configure_logging
 
-    from hub.devstack import TemporalDevServer
-    from hub.worker import run
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = Settings()
-    data_dir = settings.data_dir.resolve()
-    server = None
+    configure_logging()
+    ports = DevPorts(temporal=temporal_port, ui=ui_port, api=api_port, demo=demo_port)
     try:
-        if settings.temporal_address is None:
-            server = TemporalDevServer(
-                port=temporal_port,
-                ui_port=ui_port,
-                db_file=data_dir / "temporal.db",
-                log_file=data_dir / "temporal.log",
-            )
-            out.print(f"starting Temporal dev server on {server.address} …")
-            server.start()
-            settings = settings.model_copy(update={"temporal_address": server.address})
-            out.print(f"Temporal UI: http://127.0.0.1:{ui_port}")
-        if settings.database_url is None:
-            out.print(f"starting embedded PostgreSQL under {data_dir / 'postgres'} …")
-        settings = settings.model_copy(update={"database_url": database_url(settings)})
-        out.print("worker running; Ctrl+C stops everything", highlight=False)
-        asyncio.run(run(settings))
-    except (DevStackError, OSError, asyncpg.PostgresError, RPCError) as error:
+        run_dev(Settings(), ports, demo=demo, say=lambda line: out.print(line, highlight=False))
+    except (DevStackError, SecretKeyError, OSError, asyncpg.PostgresError, RPCError) as error:
         err_console.print(f"[red]error:[/red] {one_line(error)}", highlight=False)
         raise typer.Exit(1) from None
-    finally:
-        if server is not None:
-            server.stop()
 
 
 @app.command("api")

@@ -374,6 +374,22 @@ class LogEntryIn(BaseModel):
     response_excerpt: str | None = None
 
 
+def attempt_log(delivery: "Delivery", *, workflow_id: str, method: str, attempt: int) -> LogEntryIn:
+    """The log row of one attempt at a delivery, failed until the attempt succeeds."""
+    return LogEntryIn(
+        service=delivery.service,
+        rule_id=delivery.rule_id,
+        event_id=delivery.event_id,
+        event_name=delivery.event_name,
+        delivery_id=delivery.id,
+        workflow_id=workflow_id,
+        method=method,
+        target=delivery.endpoint,
+        status=LogStatus.FAILED,
+        attempt=attempt,
+    )
+
+
 class LogEntry(LogEntryIn):
     """A stored delivery-log row."""
 

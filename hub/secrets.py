@@ -7,6 +7,8 @@ not decrypt anything.
 """
 
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -15,6 +17,7 @@ from pydantic import SecretStr
 from hub.config import Settings
 
 KEY_FILE = "secret.key"
+API_TOKEN_FILE = "api.token"
 
 
 class SecretKeyError(RuntimeError):
@@ -61,12 +64,23 @@ class SecretBox:
         return self._fernet
 
 
-def ensure_key_file(data_dir: Path) -> Path:
-    """Create ``secret.key`` (mode 600) under data_dir unless it exists; return its path."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / KEY_FILE
-    if not path.exists():
+def ensure_key_file(data_dir: Path) -> str:
+    """The Fernet key in ``secret.key`` under data_dir, created on first use."""
+    return _private_file(data_dir / KEY_FILE, lambda: Fernet.generate_key().decode())
+
+
+def ensure_api_token(data_dir: Path) -> str:
+    """The dev API token in ``api.token`` under data_dir, created on first use."""
+    return _private_file(data_dir / API_TOKEN_FILE, lambda: secrets.token_urlsafe(24))
+
+
+def _private_file(path: Path, make: Callable[[], str]) -> str:
+    """The file's content; the file is created (mode 600, never overwritten) if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(Fernet.generate_key().decode())
-    return path
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(make())
+    return path.read_text().strip()
