@@ -56,7 +56,7 @@ from hub import __version__
 from hub.client import HubClient, connect_temporal
 from hub.config import Settings
 from hub.devstack import database_url
-from hub.dlq import Replayer
+from hub.dlq import DEFAULT_CONCURRENCY, Replayer
 from hub.models import (
     AuthType,
     Circuit,
@@ -79,6 +79,7 @@ from hub.models import (
     ServiceName,
     ServicePatch,
     ServiceType,
+    check_json_value,
     mask_url,
 )
 from hub.secrets import SecretBox, SecretKeyError
@@ -88,8 +89,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
 """Largest request body accepted (413 beyond it); events are notifications, not uploads."""
-MAX_DATA_DEPTH = 64
-"""Deepest JSON nesting accepted in event data (the workflow's JSON encoder stops near 250)."""
 WEBHOOK_EXCERPT_CHARS = 500
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -118,24 +117,6 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
-
-
-def check_json_value(value: object) -> None:
-    """Refuse JSON the hub cannot carry: too deep to encode, or NUL (PostgreSQL jsonb refuses)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError("text must not contain NUL characters (\\u0000)")
-        elif isinstance(item, dict | list):
-            if depth > MAX_DATA_DEPTH:
-                raise ValueError(f"JSON is nested deeper than {MAX_DATA_DEPTH} levels")
-            if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
 
 
 # models: request bodies and responses
@@ -272,6 +253,8 @@ class LogPage(BaseModel):
 
 
 class Health(BaseModel):
+    """Whether the API can do its work; /healthz answers 503 unless both are ok."""
+
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unavailable"]
     temporal: Literal["ok", "unavailable"]
@@ -288,7 +271,7 @@ class Runtime:
     temporal: Client
     hub: HubClient
     replayer: Replayer
-    received: Counter[str] = field(default_factory=Counter)
+    received: Counter[str] = field(default_factory=Counter)  # events by outcome, for /metrics
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -346,6 +329,12 @@ async def sync_index(runtime: Runtime) -> None:
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for error responses with a Problem body."""
     return {code: {"model": Problem} for code in codes}
+
+
+def _invalid_patch(error: ValidationError) -> RequestValidationError:
+    """The store re-validates what a PATCH makes of the stored row; its refusal is a 422."""
+    errors = error.errors(include_url=False, include_context=False, include_input=False)
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
 
 
 def _missing_service(error: NotFoundError) -> RequestValidationError:
@@ -506,6 +495,7 @@ services = APIRouter(prefix="/services", tags=["services"])
 
 @services.get("", response_model=list[ServiceOut])
 async def list_services(store: StoreDep) -> list[ServiceOut]:
+    """Every service, by name (credentials only as has_token / has_inbound_token)."""
     return [ServiceOut.of(s) for s in await store.list_services()]
 
 
@@ -524,6 +514,7 @@ async def create_service(
 
 @services.get("/{name}", response_model=ServiceOut, responses=_problems(404))
 async def get_service(name: ServiceNamePath, store: StoreDep) -> ServiceOut:
+    """One service (credentials only as has_token / has_inbound_token)."""
     return ServiceOut.of(await store.get_service(name))
 
 
@@ -536,6 +527,8 @@ async def update_service(
     """Change the given fields; the resulting service is checked as a whole (422)."""
     try:
         service = await runtime.store.update_service(name, patch)
+    except ValidationError as error:
+        raise _invalid_patch(error) from None
     except SecretKeyError as error:
         raise HTTPException(400, str(error)) from None
     await sync_index(runtime)
@@ -558,6 +551,7 @@ rules = APIRouter(prefix="/rules", tags=["rules"])
 
 @rules.get("", response_model=list[Rule])
 async def list_rules(store: StoreDep, service: ServiceName | None = None) -> list[Rule]:
+    """Every rule (or one service's), by id."""
     return await store.list_rules(service=service)
 
 
@@ -576,6 +570,7 @@ async def create_rule(
 
 @rules.get("/{rule_id}", response_model=Rule, responses=_problems(404))
 async def get_rule(rule_id: RowId, store: StoreDep) -> Rule:
+    """One rule."""
     return await store.get_rule(rule_id)
 
 
@@ -589,6 +584,8 @@ async def update_rule(
     await runtime.store.get_rule(rule_id)  # 404 for the rule itself
     try:
         rule = await runtime.store.update_rule(rule_id, patch)
+    except ValidationError as error:
+        raise _invalid_patch(error) from None
     except NotFoundError as error:
         raise _missing_service(error) from None
     await sync_index(runtime)
@@ -597,6 +594,7 @@ async def update_rule(
 
 @rules.delete("/{rule_id}", status_code=204, responses=_problems(404))
 async def delete_rule(rule_id: RowId, runtime: RuntimeDep) -> None:
+    """Delete a rule: events stop matching it at once."""
     await runtime.store.delete_rule(rule_id)
     await sync_index(runtime)
 
@@ -633,13 +631,16 @@ async def replay_dead_letters(
     ids = await runtime.store.dead_letter_ids(
         service=spec.service, event=spec.event, limit=spec.limit
     )
-    counts = await runtime.replayer.replay_many(ids, wait=spec.wait, concurrency=16)
+    counts = await runtime.replayer.replay_many(
+        ids, wait=spec.wait, concurrency=DEFAULT_CONCURRENCY
+    )
     response.status_code = 200 if spec.wait else 202
     return counts
 
 
 @dlq.get("/{dlq_id}", response_model=DlqEntry, responses=_problems(404))
 async def get_dead_letter(dlq_id: RowId, store: StoreDep) -> DlqEntry:
+    """One DLQ row with its stored payload, last error and replay count."""
     return await store.get_dead_letter(dlq_id)
 
 
@@ -669,6 +670,7 @@ async def replay_dead_letter(
 
 @dlq.delete("/{dlq_id}", status_code=204, responses=_problems(404))
 async def delete_dead_letter(dlq_id: RowId, store: StoreDep) -> None:
+    """Drop a DLQ row (resolved or not) without replaying it."""
     await store.delete_dead_letter(dlq_id)
 
 
@@ -704,6 +706,7 @@ circuits = APIRouter(prefix="/circuits", tags=["circuits"])
 
 @circuits.get("", response_model=list[Circuit])
 async def list_circuits(store: StoreDep) -> list[Circuit]:
+    """Every service's circuit: state, consecutive failures, seconds until a probe."""
     return await store.list_circuits()
 
 
@@ -842,23 +845,15 @@ def _number(value: float) -> str:
 # errors: one JSON shape, no tracebacks, no input echoed back (it may hold a token)
 
 
-def _validation_errors(errors: list[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    return [{"type": e["type"], "loc": [*prefix, *e["loc"]], "msg": e["msg"]} for e in errors]
+async def _request_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 shape, less each error's input and context (they may hold a token)."""
+    errors = [{"type": e["type"], "loc": e["loc"], "msg": e["msg"]} for e in error.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
 
 
-async def _request_invalid(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    return JSONResponse({"detail": jsonable_encoder(_validation_errors(list(error.errors())))}, 422)
-
-
-async def _model_invalid(_request: Request, error: Exception) -> JSONResponse:
-    """A store method re-validated the merged result of a PATCH and refused it."""
-    assert isinstance(error, ValidationError)
-    errors = error.errors(include_url=False, include_context=False, include_input=False)
-    return JSONResponse({"detail": _validation_errors(list(errors), ("body",))}, 422)
-
-
-def _problem(status: int, detail: str | None = None) -> Callable[..., Awaitable[JSONResponse]]:
+def _problem(
+    status: int, detail: str | None = None, *, prefix: str = ""
+) -> Callable[..., Awaitable[JSONResponse]]:
     """A handler answering ``status`` with the error's own message (or a fixed one)."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
@@ -866,43 +861,37 @@ def _problem(status: int, detail: str | None = None) -> Callable[..., Awaitable[
             log.error(
                 "%s %s: %s: %s", request.method, request.url.path, type(error).__name__, error
             )
-        return JSONResponse({"detail": detail or str(error)}, status)
+        return JSONResponse({"detail": detail or prefix + str(error)}, status)
 
     return handle
 
 
 async def _internal(request: Request, error: Exception) -> JSONResponse:
-    log.error(
-        "internal error on %s %s (%s)",
-        request.method,
-        request.url.path,
-        type(error).__name__,
-        exc_info=error,
-    )
+    """A bug: the client learns nothing; Starlette re-raises it for the server to log."""
+    log.error("internal error on %s %s: %s", request.method, request.url.path, type(error).__name__)
     return JSONResponse({"detail": "internal error"}, 500)
 
 
-def _rpc_unavailable(error: Exception) -> str:
-    assert isinstance(error, RPCError)
-    return f"Temporal: {error.message}"
-
-
-async def _temporal_failed(request: Request, error: Exception) -> JSONResponse:
-    log.error("%s %s: %s", request.method, request.url.path, _rpc_unavailable(error))
-    return JSONResponse({"detail": _rpc_unavailable(error)}, 503)
+async def _temporal_failed(request: Request, error: RPCError) -> JSONResponse:
+    detail = f"Temporal: {error.message}"
+    log.error("%s %s: %s", request.method, request.url.path, detail)
+    return JSONResponse({"detail": detail}, 503)
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = {
     RequestValidationError: _request_invalid,
-    ValidationError: _model_invalid,
     NotFoundError: _problem(404),
     ConflictError: _problem(409),
     StoreError: _problem(400),
     SecretKeyError: _problem(503),
     # Class 22 (data exception): a value the checks let through but PostgreSQL refuses.
-    asyncpg.DataError: _problem(400),
-    asyncpg.IntegrityConstraintViolationError: _problem(409),
-    asyncpg.PostgresError: _problem(503, "the database refused the request"),
+    asyncpg.DataError: _problem(400, prefix="the database refused a value: "),
+    asyncpg.IntegrityConstraintViolationError: _problem(409, prefix="the database refused: "),
+    # Classes 08, 40, 53 and 57: the database is down, busy or restarting; worth a retry.
+    asyncpg.PostgresConnectionError: _problem(503, "the database is unavailable"),
+    asyncpg.TransactionRollbackError: _problem(503, "the database is busy: retry"),
+    asyncpg.InsufficientResourcesError: _problem(503, "the database is busy: retry"),
+    asyncpg.OperatorInterventionError: _problem(503, "the database is unavailable"),
     asyncpg.InterfaceError: _problem(503, "the database is unavailable"),
     OSError: _problem(503, "a server the hub needs is unreachable"),
     RPCError: _temporal_failed,

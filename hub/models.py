@@ -6,6 +6,7 @@ from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -19,8 +20,42 @@ from pydantic import (
 MAX_ATTEMPTS_CAP = 5
 
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")]
-EventName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\s*]+$")]
-EventPattern = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^\S+$")]
+EventName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\s*\x00]+$")
+]
+EventPattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\s\x00]+$")
+]
+MAX_DATA_DEPTH = 64
+"""Deepest JSON nesting accepted in event data (the workflow's JSON encoder stops near 250)."""
+
+
+def check_json_value(value: object) -> None:
+    """Refuse JSON the hub cannot carry: too deep to encode, or NUL (PostgreSQL jsonb refuses)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("text must not contain NUL characters (\\u0000)")
+        elif isinstance(item, dict | list):
+            if depth > MAX_DATA_DEPTH:
+                raise ValueError(f"JSON is nested deeper than {MAX_DATA_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""Text that PostgreSQL can store (it refuses NUL)."""
 ServiceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 
 
@@ -54,6 +89,12 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
+    @field_validator("data")
+    @classmethod
+    def _carriable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_value(value)
+        return value
+
     @field_validator("occurred_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
@@ -65,7 +106,7 @@ class ServiceFields(BaseModel):
 
     name: ServiceName
     type: ServiceType = ServiceType.HTTP
-    base_url: str
+    base_url: Text
     auth_type: AuthType = AuthType.NONE
     token: SecretStr | None = None
     inbound_token: SecretStr | None = None
@@ -74,7 +115,7 @@ class ServiceFields(BaseModel):
     backoff: float = Field(default=1.0, ge=0, le=3600)
     cb_threshold: int = Field(default=5, ge=1, le=1000)
     cb_cooldown: float = Field(default=30.0, gt=0, le=86400)
-    response_queue: str | None = Field(default=None, max_length=255)
+    response_queue: Text | None = Field(default=None, max_length=255)
     enabled: bool = True
 
 
@@ -98,7 +139,7 @@ class ServicePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str | None = None
+    base_url: Text | None = None
     auth_type: AuthType | None = None
     token: SecretStr | None = None
     inbound_token: SecretStr | None = None
@@ -107,7 +148,7 @@ class ServicePatch(BaseModel):
     backoff: float | None = Field(default=None, ge=0, le=3600)
     cb_threshold: int | None = Field(default=None, ge=1, le=1000)
     cb_cooldown: float | None = Field(default=None, gt=0, le=86400)
-    response_queue: str | None = Field(default=None, max_length=255)
+    response_queue: Text | None = Field(default=None, max_length=255)
     enabled: bool | None = None
 
 
@@ -155,8 +196,8 @@ class RuleFields(BaseModel):
     event: EventPattern
     service: ServiceName
     method: Method = HttpMethod.POST
-    endpoint: str = Field(default="", max_length=2000)
-    template: str = Field(default="", max_length=65536)
+    endpoint: Text = Field(default="", max_length=2000)
+    template: Text = Field(default="", max_length=65536)
     enabled: bool = True
 
 
@@ -184,8 +225,8 @@ class RulePatch(BaseModel):
     event: EventPattern | None = None
     service: ServiceName | None = None
     method: Method | None = None
-    endpoint: str | None = Field(default=None, max_length=2000)
-    template: str | None = Field(default=None, max_length=65536)
+    endpoint: Text | None = Field(default=None, max_length=2000)
+    template: Text | None = Field(default=None, max_length=65536)
     enabled: bool | None = None
 
 

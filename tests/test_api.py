@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from hub import __version__
-from hub.api import MAX_BODY_BYTES, create_app, render_metrics
+from hub.api import MAX_BODY_BYTES, create_app, render_metrics, serve
 from hub.devstack import free_port
 from hub.models import Circuit, CircuitState, DispatchResult, Outcome, ReplayOutcome
 from hub.secrets import SecretBox
@@ -92,6 +92,8 @@ async def test_create_app_refuses_to_start_without_a_token(settings, store, temp
         create_app(settings)
     with pytest.raises(RuntimeError, match="--insecure-no-auth"):
         create_app(settings.model_copy(update={"api_token": SecretStr("")}))
+    with pytest.raises(RuntimeError, match="HUB_API_TOKEN is not set"):
+        serve(settings, host="127.0.0.1", port=free_port())
 
     open_app = create_app(settings, insecure_no_auth=True, store=store, temporal=temporal)
     async with open_app.router.lifespan_context(open_app), client_for(open_app, headers={}) as api:
@@ -380,7 +382,7 @@ async def test_rule_crud(api, make_service, unique):
     assert (await api.delete(f"/rules/{rule['id']}")).status_code == 404
 
 
-async def test_tokens_are_used_but_never_shown(api, sink, temporal, unique):
+async def test_tokens_are_used_but_never_shown(api, sink, store, temporal, unique):
     name = f"{unique}-tok"
     created = await api.post(
         "/services",
@@ -398,6 +400,8 @@ async def test_tokens_are_used_but_never_shown(api, sink, temporal, unique):
     logs = await api.get("/logs", params={"service": name})
     assert [row["status"] for row in logs.json()["items"]] == ["ok"]
     assert SERVICE_TOKEN not in logs.text
+    for row in await store.list_logs(service=name):
+        assert SERVICE_TOKEN not in row.model_dump_json()
     for path in ("/services", f"/services/{name}", "/circuits", "/metrics"):
         assert SERVICE_TOKEN not in (await api.get(path)).text
 
@@ -775,3 +779,16 @@ def test_render_metrics_escapes_label_values():
     assert 'hub_events_received_total{outcome="no_match"} 0' in text
     parsed = parse_metrics(text)
     assert parsed[("hub_circuit_failures", frozenset({("service", 'a\\"b\\\\c\\nd')}))] == 3
+
+
+async def test_values_the_database_cannot_store_are_refused_not_500(api, make_service, unique):
+    """PostgreSQL refuses NUL in text: the models refuse it first, with the field's name."""
+    service = await make_service()
+    for path, body, field in [
+        ("/rules", {"event": "a\u0000b", "service": service.name}, "event"),
+        ("/services", {"name": f"{unique}-nul", "base_url": "http://a\u0000b"}, "base_url"),
+        ("/events", {"name": "x", "data": {"k": "a\u0000b"}}, "data"),
+    ]:
+        response = await api.post(path, json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"][:2] == ["body", field]

@@ -60,6 +60,7 @@ async def test_no_input_causes_a_server_error(fuzz_settings, subtests):
     schema = await asyncio.to_thread(schemathesis.openapi.from_asgi, "/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
+    operations.sort(key=lambda op: op.method == "delete")  # keep the seeded rows for the rest
 
     for operation in operations:
         cases = st.one_of(
