@@ -6,7 +6,7 @@ import random
 from datetime import timedelta
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from hub.circuit import CIRCUIT_OPEN, CircuitBreaker, CircuitOpenError, Permit
 from hub.models import Delivery, LogEntryIn, LogStatus, Service, attempt_log
@@ -35,6 +35,8 @@ def delivery_error(
         type=kind or ("DeliveryRetryable" if retryable else "DeliveryRejected"),
         non_retryable=not retryable,
         next_retry_delay=delay,
+        # An expected outcome, logged by us in one line: no SDK traceback per attempt.
+        category=ApplicationErrorCategory.BENIGN,
     )
 
 
@@ -83,6 +85,7 @@ class DeliveryAttempts:
     ) -> DeliveryError:
         """Log an attempt that never reached the service, and build its error."""
         log.error = message
+        _warn(log, retryable)
         try:
             await self._store.add_log(log)
         except Exception:
@@ -108,9 +111,22 @@ class DeliveryAttempts:
             log.status = LogStatus.OK
         else:
             log.error = error.message
+            _warn(log, not error.non_retryable)
         try:
             await self._breaker.record(service, permit, healthy=healthy, log=log)
         except Exception:
             activity.logger.exception("could not record the attempt for %s", log.delivery_id)
         if error is not None:
             raise error
+
+
+def _warn(log: LogEntryIn, retryable: bool) -> None:
+    """One line per failed attempt in the worker's log (the delivery log has the detail)."""
+    activity.logger.warning(
+        "delivery %s to %s, attempt %s failed (%s): %s",
+        log.delivery_id,
+        log.service,
+        log.attempt,
+        "will retry if attempts remain" if retryable else "not retryable",
+        log.error,
+    )

@@ -315,35 +315,19 @@ async def logs_command(
         print_json(rows)
         return
     print_table(
-        "Delivery log",
-        [
-            "id",
-            "time",
-            "dir",
-            "service",
-            "event",
-            "method",
-            "target",
-            "attempt",
-            "status",
-            "code",
-            "ms",
-            "error",
-        ],
+        "Delivery log (newest first; --json for every field)",
+        ["id", "time", "dir", "service", "event", "try", "result", "ms", "error / response"],
         [
             (
                 r.id,
-                r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.created_at.strftime("%m-%d %H:%M:%S"),
                 r.direction.value,
                 r.service,
-                r.event_id,
-                r.method,
-                r.target,
+                r.event_name or r.event_id,
                 r.attempt,
-                r.status.value,
-                r.status_code,
-                r.latency_ms,
-                r.error,
+                f"{r.status.value} {r.status_code or ''}".strip(),
+                round(r.latency_ms) if r.latency_ms is not None else None,
+                r.error or r.response_excerpt,
             )
             for r in rows
         ],

