@@ -57,7 +57,10 @@ class DeliveryAttempts:
         """The attempt's log row (failed until proven otherwise) and the service to call."""
         info = activity.info()
         log = attempt_log(
-            delivery, workflow_id=info.workflow_id, method=method, attempt=info.attempt
+            delivery,
+            workflow_id=info.workflow_id,
+            method=method,
+            attempt=delivery.first_attempt - 1 + info.attempt,
         )
         service = await self._index.service(delivery.service_id)
         if service is None:

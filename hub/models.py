@@ -267,6 +267,8 @@ class Delivery(BaseModel):
     payload: str | None
     template_error: str | None = None
     retry: RetrySettings
+    first_attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_CAP)
+    """The delivery's attempt number of the activity's first attempt (see workflows.delivery)."""
 
 
 class DeliveryPlan(BaseModel):

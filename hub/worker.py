@@ -25,7 +25,9 @@ from hub.schedule import ensure_response_schedule
 from hub.secrets import SecretBox
 from hub.store import Store, migrate
 from hub.visibility import ensure_search_attributes
-from workflows import ConsumeResponsesWorkflow, DispatchEventWorkflow, ReplayDeadLetterWorkflow
+from workflows.consume import ConsumeResponsesWorkflow
+from workflows.dispatch import DispatchEventWorkflow
+from workflows.replay import ReplayDeadLetterWorkflow
 
 log = logging.getLogger(__name__)
 

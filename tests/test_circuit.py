@@ -189,11 +189,26 @@ async def test_open_circuit_refuses_without_a_request(
     assert row.error.startswith("circuit open")
     assert row.latency_ms is None and row.status_code is None
     assert len(sink.at("/o")) == 2
-    # The refusal is in the workflow history, waiting for the cooldown.
-    description = await handle.describe()
-    [pending] = description.raw_description.pending_activities
-    assert "circuit open" in pending.last_failure.message
-    assert pending.attempt == 2
+    # The refusal is in the workflow history, followed by a timer for the rest of the cooldown.
+    for _ in range(100):
+        history = [e async for e in handle.fetch_history_events()]
+        markers = [
+            e.marker_recorded_event_attributes.failure.message
+            for e in history
+            if e.HasField("marker_recorded_event_attributes")
+            and e.marker_recorded_event_attributes.HasField("failure")
+        ]
+        timers = [
+            e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
+            for e in history
+            if e.HasField("timer_started_event_attributes")
+        ]
+        if timers:
+            break
+        await asyncio.sleep(0.05)
+    assert any("circuit open" in m for m in markers)
+    [timer] = timers
+    assert 55 <= timer <= 70  # the remaining cooldown of 60 s, plus jitter
     await handle.terminate("test done")
 
 

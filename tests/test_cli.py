@@ -154,7 +154,7 @@ async def test_emit_wait_delivers_and_shows_in_logs(cli, sink, unique):
     logs = (await cli("logs", "--event", f"{unique}-e1", "--json")).json()
     assert [(r["status"], r["status_code"], r["service"]) for r in logs] == [("ok", 200, name)]
     table = await cli("logs", "--service", name)
-    assert f"{unique}-e1" in table.stdout
+    assert f"{unique}.paid" in table.stdout and "ok 200" in table.stdout
 
     unmatched = await cli("emit", f"{unique}.nobody-listens")
     assert unmatched.code == 0 and "no enabled rule matches" in unmatched.stdout

@@ -1,7 +1,5 @@
-"""Deterministic workflow code only: everything here runs in Temporal's sandbox."""
+"""Deterministic workflow code only: everything here runs in Temporal's sandbox.
 
-from workflows.consume import ConsumeResponsesWorkflow
-from workflows.dispatch import DispatchEventWorkflow
-from workflows.replay import ReplayDeadLetterWorkflow
-
-__all__ = ["ConsumeResponsesWorkflow", "DispatchEventWorkflow", "ReplayDeadLetterWorkflow"]
+Import each workflow from its own module: the sandbox re-imports a workflow's module for
+every run, and a package that re-exported all of them would make every run import all.
+"""

@@ -5,9 +5,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
-from workflows.delivery import describe_failure, send
+from workflows.delivery import Failure, send
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
@@ -54,12 +53,10 @@ class DispatchEventWorkflow:
     async def _deliver(self, event: Event, delivery: Delivery) -> DeliveryOutcome:
         if delivery.template_error is not None:
             return await self._dead_letter(event, delivery, delivery.template_error, attempts=0)
-        try:
-            result = await send(delivery)
-        except ActivityError as err:
-            failure = describe_failure(err, delivery.retry.max_attempts)
+        result = await send(delivery)
+        if isinstance(result, Failure):
             return await self._dead_letter(
-                event, delivery, failure.error, failure.attempts, failure.error_type
+                event, delivery, result.error, result.attempts, result.error_type
             )
         return DeliveryOutcome(
             delivery_id=delivery.id,

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from workflows.delivery import describe_failure, send
+from workflows.delivery import Failure, send
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
@@ -41,19 +41,19 @@ class ReplayDeadLetterWorkflow:
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )
-        except ActivityError as err:
-            cause = err.cause
+        except FailureError as err:
+            # A local activity's error comes bare; a regular one's wrapped in ActivityError.
+            cause = err.cause if isinstance(err, ActivityError) else err
             outcome.error = cause.message if isinstance(cause, ApplicationError) else str(err)
         else:
             outcome.delivery_id = delivery.id
             workflow.upsert_search_attributes([HUB_SERVICES.value_set([delivery.service])])
-            try:
-                result = await send(delivery)
+            result = await send(delivery)
+            if isinstance(result, Failure):
+                outcome.error, outcome.attempts = result.error, result.attempts
+                outcome.error_type = result.error_type
+            else:
                 outcome.delivered, outcome.attempts = True, result.attempt
-            except ActivityError as err:
-                failure = describe_failure(err, delivery.retry.max_attempts)
-                outcome.error, outcome.attempts = failure.error, failure.attempts
-                outcome.error_type = failure.error_type
 
         await workflow.execute_activity_method(
             StoreActivities.finish_replay,
