@@ -12,6 +12,7 @@ from datetime import timedelta
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import AmqpActivities, DeliveryAttempts, HttpActivities, StoreActivities
 from hub.amqp import AmqpPool
@@ -32,6 +33,14 @@ from workflows.replay import ReplayDeadLetterWorkflow
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+# The sandbox re-imports a workflow's module, and every module it imports that is not passed
+# through, for each workflow run. Our own modules are deterministic and keep no state, so they
+# are imported once; only the workflow modules themselves are re-run.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "hub", "activities", "workflows.delivery"
+    )
+)
 PRUNE_EVERY = timedelta(hours=1)
 
 
@@ -78,6 +87,7 @@ async def running_worker(
             temporal,
             task_queue=settings.task_queue,
             workflows=[DispatchEventWorkflow, ConsumeResponsesWorkflow, ReplayDeadLetterWorkflow],
+            workflow_runner=SANDBOX,
             activities=[
                 store_activities.plan,
                 store_activities.dead_letter,

@@ -43,7 +43,9 @@ class DispatchEventWorkflow:
             return DispatchResult(event_id=event.id, outcome=Outcome.NO_MATCH)
 
         services = sorted({d.service for d in plan.deliveries})
-        workflow.upsert_search_attributes([HUB_SERVICES.value_set(services)])
+        # The emitter set HubServices from its own index; correct it only if rules changed.
+        if workflow.info().typed_search_attributes.get(HUB_SERVICES) != services:
+            workflow.upsert_search_attributes([HUB_SERVICES.value_set(services)])
         outcomes = await asyncio.gather(*(self._deliver(event, d) for d in plan.deliveries))
 
         outcome = summarize(outcomes)
