@@ -54,12 +54,12 @@ dlq_app = typer.Typer(
 template_app = typer.Typer(help="Payload templates.", no_args_is_help=True)
 circuit_app = typer.Typer(help="Circuit breakers, one per service.", no_args_is_help=True)
 responses_app = typer.Typer(help="AMQP response queues.", no_args_is_help=True)
-app.add_typer(service_app, name="service")
-app.add_typer(rule_app, name="rule")
-app.add_typer(dlq_app, name="dlq")
-app.add_typer(template_app, name="template")
-app.add_typer(circuit_app, name="circuit")
-app.add_typer(responses_app, name="responses")
+app.add_typer(service_app, name="service", rich_help_panel="Configure")
+app.add_typer(rule_app, name="rule", rich_help_panel="Configure")
+app.add_typer(dlq_app, name="dlq", rich_help_panel="Operate")
+app.add_typer(template_app, name="template", rich_help_panel="Configure")
+app.add_typer(circuit_app, name="circuit", rich_help_panel="Operate")
+app.add_typer(responses_app, name="responses", rich_help_panel="Operate")
 
 out = Console()
 err_console = Console(stderr=True)
@@ -184,7 +184,7 @@ async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[T]
 # top level
 
 
-@app.command("migrate")
+@app.command("migrate", rich_help_panel="Run")
 @command
 async def migrate_command() -> None:
     """Apply pending database migrations (safe to run from several processes)."""
@@ -192,7 +192,7 @@ async def migrate_command() -> None:
     out.print(f"applied {', '.join(applied)}" if applied else "database is up to date")
 
 
-@app.command("worker")
+@app.command("worker", rich_help_panel="Run")
 def worker_command() -> None:
     """Run a worker: executes dispatch workflows and delivery activities."""
     from hub.worker import main
@@ -200,7 +200,7 @@ def worker_command() -> None:
     main()
 
 
-@app.command("dev")
+@app.command("dev", rich_help_panel="Run")
 def dev_command(
     temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
@@ -228,7 +228,7 @@ def dev_command(
         raise typer.Exit(1) from None
 
 
-@app.command("api")
+@app.command("api", rich_help_panel="Run")
 def api_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -248,7 +248,7 @@ def api_command(
         raise typer.Exit(1) from None
 
 
-@app.command("emit")
+@app.command("emit", rich_help_panel="Events")
 @command
 async def emit_command(
     name: Annotated[str, typer.Argument(help="Event name, e.g. order.created.")],
@@ -284,7 +284,7 @@ async def emit_command(
         raise typer.Exit(2)
 
 
-@app.command("logs")
+@app.command("logs", rich_help_panel="Events")
 @command
 async def logs_command(
     service: Annotated[str | None, typer.Option(help="Only this service.")] = None,

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 from urllib.parse import parse_qs
 
 import pytest
@@ -71,14 +72,29 @@ async def test_get_sends_query_string_and_delete_sends_no_body(
     ("auth_type", "header", "value"),
     [("bearer", "authorization", "Bearer s3cr3t-token"), ("apikey", "x-api-key", "s3cr3t-token")],
 )
-async def test_auth_headers(hub, sink, make_service, make_rule, unique, auth_type, header, value):
+async def test_auth_headers(
+    hub, temporal, store, sink, make_service, make_rule, unique, auth_type, header, value, caplog
+):
+    caplog.set_level(logging.DEBUG)
     service = await make_service(auth_type=auth_type, token="s3cr3t-token")
     await make_rule(f"{unique}.auth", service, endpoint="/auth")
-    await hub.emit(f"{unique}.auth", {}, wait=True)
-    [request] = sink.at("/auth")
-    assert request.headers[header] == value
+    sink.script("/auth", 503, then=200)  # a failed attempt too: its error is logged
+    result = await hub.emit(f"{unique}.auth", {}, wait=True)
+    requests = sink.at("/auth")
+    assert len(requests) == 2
+    assert requests[-1].headers[header] == value
     other = {"authorization", "x-api-key"} - {header}
-    assert not other & request.headers.keys()
+    assert not other & requests[-1].headers.keys()
+    # The token is stored encrypted and appears in no log line, log row or workflow history.
+    assert "s3cr3t-token" not in caplog.text
+    stored = await store.pool.fetchval("SELECT token FROM services WHERE id = $1", service.id)
+    assert "s3cr3t-token" not in stored
+    rows = await store.list_logs(event_id=result.event_id)
+    assert len(rows) == 2 and all("s3cr3t-token" not in r.model_dump_json() for r in rows)
+    history = [
+        e async for e in temporal.get_workflow_handle(result.workflow_id).fetch_history_events()
+    ]
+    assert all(b"s3cr3t-token" not in e.SerializeToString() for e in history)
 
 
 async def test_no_auth_sends_no_credentials(hub, sink, make_service, make_rule, unique):
