@@ -83,6 +83,13 @@ class AmqpActivities:
             async with asyncio.timeout(service.timeout):
                 if target.queue_declare:
                     await self._declare(target, routing_key, service.timeout)
+                if service.response_queue:
+                    # Replies to a queue that does not exist yet would be dropped.
+                    await self._pool.queue(
+                        target.connection_url,
+                        service.response_queue,
+                        connect_timeout=service.timeout,
+                    )
                 channel = await self._pool.channel(
                     target.connection_url, connect_timeout=service.timeout
                 )

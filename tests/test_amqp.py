@@ -65,6 +65,8 @@ async def test_publish_by_rule_endpoint_with_message_properties(
     assert message.message_id == delivery_id == message.correlation_id
     assert message.reply_to == f"{unique}-replies"
     assert message.headers["x-hub-event-id"] == f"{unique}-o1"
+    # The reply queue exists before any consumption run, so an early reply is not dropped.
+    await channel.declare_queue(f"{unique}-replies", durable=True, passive=True)
 
 
 async def test_publish_by_url_routing_key_and_declared_queue(
