@@ -527,15 +527,37 @@ class Bench:
             self.progress()
             return emitted.workflow_id
 
+        async def timed_baseline(request_id: str, i: int) -> WorkflowHandle[Any, int]:
+            sent[request_id] = time.time()
+            return await self.baseline.start_workflow(
+                "BaselineWorkflow",
+                {
+                    "url": f"{self.sink_url}/baseline-latency",
+                    "request_id": request_id,
+                    "body": {"id": i, "user": f"user-{i}@example.com", "event": "bench.latency"},
+                },
+                id=f"baseline-{request_id}",
+                task_queue=self.baseline_queue,
+                result_type=int,
+            )
+
+        # The bare workflow runs at the same rate, interleaved, so both see the same server.
         before = self.monitor.cpu()
         tasks: list[asyncio.Task[str | None]] = []
+        baseline_tasks: list[asyncio.Task[WorkflowHandle[Any, int]]] = []
         began = time.perf_counter()
         for i in range(count):
             delay = began + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(timed_emit(self.event_id("lat", i), i)))
+            if "baseline" not in self.args.skip:
+                baseline_tasks.append(
+                    asyncio.create_task(timed_baseline(self.event_id("blat", i), i))
+                )
         workflow_ids = await asyncio.gather(*tasks)
+        for handle in await asyncio.gather(*baseline_tasks):
+            await handle.result()
 
         async def result(workflow_id: str) -> DispatchResult:
             handle = self.hub.temporal.get_workflow_handle(workflow_id, result_type=DispatchResult)
@@ -549,13 +571,21 @@ class Bench:
         self.account("latency", before, count)
 
         records = await self.records()
-        first: dict[str, float] = {}
+        first: dict[tuple[str, str], float] = {}
         for at, path, rid in records:
-            if path == "/latency" and rid not in first:
-                first[rid] = at
-        latencies = [(first[rid] - t) * 1000 for rid, t in sent.items() if rid in first]
+            first.setdefault((path, rid), at)
+
+        def latencies_at(path: str) -> list[float]:
+            arrived = ((first.get((path, rid)), t) for rid, t in sent.items())
+            return [(at - t) * 1000 for at, t in arrived if at is not None]
+
+        latencies = latencies_at("/latency")
+        baseline_latencies = latencies_at("/baseline-latency")
         for pct in (50, 95, 99):
             self.figures[f"latency_p{pct}_ms"] = percentile(latencies, pct) if latencies else None
+            self.figures[f"baseline_latency_p{pct}_ms"] = (
+                percentile(baseline_latencies, pct) if baseline_latencies else None
+            )
         self.figures["latency_max_ms"] = max(latencies) if latencies else None
         self.figures["emit_p50_ms"] = percentile(emit_ms, 50)
         self.figures["latency_events"] = count
@@ -564,7 +594,10 @@ class Bench:
             f" p50 {rounded(self.figures['latency_p50_ms'], 1)} ms,"
             f" p99 {rounded(self.figures['latency_p99_ms'], 1)} ms"
         )
-        self.check("latency", records, {("/latency", i) for i in self.event_ids("lat", count)})
+        expected = {("/latency", i) for i in self.event_ids("lat", count)}
+        if baseline_tasks:
+            expected |= {("/baseline-latency", i) for i in self.event_ids("blat", count)}
+        self.check("latency", records, expected)
 
     async def fanout_phase(self) -> None:
         count = self.args.fanout_events
@@ -778,6 +811,9 @@ def report(args: argparse.Namespace, figures: dict[str, Any], wall: float) -> di
         "latency_p50_ms",
         "latency_p95_ms",
         "latency_p99_ms",
+        "baseline_latency_p50_ms",
+        "baseline_latency_p95_ms",
+        "baseline_latency_p99_ms",
         "latency_max_ms",
         "emit_p50_ms",
         "fanout_eps",
