@@ -815,6 +815,29 @@ def render_metrics(data: StoreMetrics, received: Mapping[str, int]) -> str:
         sample("hub_delivery_latency_ms_sum", {"service": service}, sums[service])
         sample("hub_delivery_latency_ms_count", {"service": service}, count)
 
+    family(
+        "hub_deliveries",
+        "gauge",
+        "Deliveries by outcome: delivered = successful outbound attempts in the retained log, "
+        "dead_lettered = rows in the dead-letter queue.",
+    )
+    delivered = {
+        row["service"]: row["n"]
+        for row in data.attempts
+        if row["direction"] == Direction.OUT.value and row["status"] == "ok"
+    }
+    for service in sorted(delivered.keys() | data.dead_lettered.keys()):
+        sample(
+            "hub_deliveries",
+            {"service": service, "outcome": "delivered"},
+            delivered.get(service, 0),
+        )
+        sample(
+            "hub_deliveries",
+            {"service": service, "outcome": "dead_lettered"},
+            data.dead_lettered.get(service, 0),
+        )
+
     family("hub_dlq_depth", "gauge", "Unresolved dead-letter rows.")
     for service, depth in sorted(data.dlq_depth.items()):
         sample("hub_dlq_depth", {"service": service}, depth)

@@ -68,7 +68,8 @@ class StoreMetrics:
 
     attempts: list[dict[str, Any]]  # service, direction, status, n, latency_sum
     latency_buckets: list[dict[str, Any]]  # service, le, n (cumulative, outbound attempts)
-    dlq_depth: dict[str, int]
+    dlq_depth: dict[str, int]  # unresolved rows
+    dead_lettered: dict[str, int]  # every row, resolved by a replay or not
     circuits: list[Circuit]
 
 
@@ -450,13 +451,15 @@ class Store:
                 latency_buckets_ms,
             )
             dlq = await conn.fetch(
-                """SELECT service, count(*) AS n FROM dlq
-                   WHERE resolved_at IS NULL GROUP BY service"""
+                """SELECT service, count(*) FILTER (WHERE resolved_at IS NULL) AS depth,
+                          count(*) AS total
+                   FROM dlq GROUP BY service"""
             )
         return StoreMetrics(
             attempts=[dict(r) for r in attempts],
             latency_buckets=[dict(r) for r in buckets],
-            dlq_depth={r["service"]: r["n"] for r in dlq},
+            dlq_depth={r["service"]: r["depth"] for r in dlq},
+            dead_lettered={r["service"]: r["total"] for r in dlq},
             circuits=await self.list_circuits(),
         )
 

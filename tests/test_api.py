@@ -752,6 +752,11 @@ async def test_metrics_in_prometheus_text_format(app, api, sink, make_service, t
     assert samples[("hub_delivery_latency_ms_count", frozenset({me}))] == buckets[-1][1] == 2
     assert samples[("hub_delivery_latency_ms_sum", frozenset({me}))] > 0
     assert samples[("hub_dlq_depth", frozenset({me}))] == 1
+    outcomes = {
+        outcome: samples[("hub_deliveries", frozenset({me, ("outcome", outcome)}))]
+        for outcome in ("delivered", "dead_lettered")
+    }
+    assert outcomes == {"delivered": 1, "dead_lettered": 1}
     states = {
         state: samples[("hub_circuit_state", frozenset({me, ("state", state)}))]
         for state in ("closed", "open", "half_open")
@@ -771,7 +776,9 @@ def test_render_metrics_escapes_label_values():
         cooldown=30,
     )
     text = render_metrics(
-        StoreMetrics(attempts=[], latency_buckets=[], dlq_depth={}, circuits=[circuit]),
+        StoreMetrics(
+            attempts=[], latency_buckets=[], dlq_depth={}, dead_lettered={}, circuits=[circuit]
+        ),
         {"started": 2},
     )
     assert 'hub_circuit_state{service="a\\"b\\\\c\\nd",state="half_open"} 1' in text
