@@ -132,3 +132,34 @@ async def test_busy_port_fails_fast_with_a_message(tmp_path, ports):
     assert f"{ports['api']}" in text and "already in use" in text
     assert "Traceback" not in text
     assert processes_using(tmp_path / "busy") == []
+
+
+async def test_dev_uses_configured_servers_and_starts_no_embedded_one(
+    tmp_path, settings, fresh_database, ports, unique
+):
+    data_dir = tmp_path / "configured"
+    env = dev_env(data_dir)
+    env.update(
+        HUB_DATABASE_URL=await fresh_database(f"dev_{unique}"),
+        HUB_TEMPORAL_ADDRESS=settings.temporal_address,
+        HUB_TASK_QUEUE=f"dev-{unique}",
+    )
+    process = await asyncio.create_subprocess_exec(
+        HUB,
+        "dev",
+        "--api-port",
+        str(ports["api"]),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{ports['api']}", process)
+        # Nothing runs from the data directory: no embedded Temporal, no embedded PostgreSQL.
+        assert processes_using(data_dir) == []
+        assert not (data_dir / "postgres").exists()
+        assert not (data_dir / "temporal.db").exists()
+    finally:
+        code, output = await stop(process)
+    assert code == 0, output
+    assert "starting" not in output  # neither "starting the Temporal dev server" nor PostgreSQL
