@@ -453,24 +453,27 @@ class Bench:
         self.cpu[phase] = per_event(before, self.monitor.cpu(), events)
         self.events += events
 
+    async def start_baseline(self, path: str, request_id: str, i: int) -> WorkflowHandle[Any, int]:
+        """Start one bare workflow that POSTs a small JSON body to the sink at path."""
+        return await self.baseline.start_workflow(
+            "BaselineWorkflow",
+            {
+                "url": f"{self.sink_url}{path}",
+                "request_id": request_id,
+                "body": {"id": i, "user": f"user-{i}@example.com", "event": "bench.baseline"},
+            },
+            id=f"baseline-{request_id}",
+            task_queue=self.baseline_queue,
+            result_type=int,
+        )
+
     # the phases
 
     async def baseline_phase(self) -> None:
         n, warmup = self.args.events, self.args.warmup
 
         async def start(prefix: str, i: int) -> WorkflowHandle[Any, int]:
-            request_id = self.event_id(prefix, i)
-            return await self.baseline.start_workflow(
-                "BaselineWorkflow",
-                {
-                    "url": f"{self.sink_url}/baseline",
-                    "request_id": request_id,
-                    "body": {"id": i, "user": f"user-{i}@example.com", "event": "bench.baseline"},
-                },
-                id=f"baseline-{request_id}",
-                task_queue=self.baseline_queue,
-                result_type=int,
-            )
+            return await self.start_baseline("/baseline", self.event_id(prefix, i), i)
 
         await run_all(warmup, self.args.concurrency, lambda i: start("bwarm", i), self.progress)
         before = self.monitor.cpu()
@@ -529,17 +532,7 @@ class Bench:
 
         async def timed_baseline(request_id: str, i: int) -> WorkflowHandle[Any, int]:
             sent[request_id] = time.time()
-            return await self.baseline.start_workflow(
-                "BaselineWorkflow",
-                {
-                    "url": f"{self.sink_url}/baseline-latency",
-                    "request_id": request_id,
-                    "body": {"id": i, "user": f"user-{i}@example.com", "event": "bench.latency"},
-                },
-                id=f"baseline-{request_id}",
-                task_queue=self.baseline_queue,
-                result_type=int,
-            )
+            return await self.start_baseline("/baseline-latency", request_id, i)
 
         # The bare workflow runs at the same rate, interleaved, so both see the same server.
         before = self.monitor.cpu()
