@@ -124,6 +124,10 @@ class HttpActivities:
         attempt = log.attempt or 1
         try:
             token = self._box.open(service.token) if service.token else ""
+            if service.secret_url:  # the URL carries a password, stored encrypted
+                service = service.model_copy(
+                    update={"base_url": self._box.open(service.secret_url)}
+                )
             request = build_request(self._client, service, delivery, attempt, token)
         except (ValueError, SecretKeyError) as err:
             raise await self._attempts.reject(log, str(err), retryable=False) from None

@@ -1,6 +1,7 @@
 """Events through the real worker, Temporal dev server, PostgreSQL and HTTP sinks."""
 
 import asyncio
+import base64
 import json
 import logging
 from urllib.parse import parse_qs
@@ -95,6 +96,21 @@ async def test_auth_headers(
         e async for e in temporal.get_workflow_handle(result.workflow_id).fetch_history_events()
     ]
     assert all(b"s3cr3t-token" not in e.SerializeToString() for e in history)
+
+
+async def test_credentials_in_the_url_are_used_and_never_shown(
+    hub, store, sink, make_service, make_rule, unique
+):
+    url = sink.url.replace("http://", "http://ops:pa55w0rd@")
+    service = await make_service(base_url=url)
+    await make_rule(f"{unique}.basic", service, endpoint="/basic")
+    result = await hub.emit(f"{unique}.basic", {}, wait=True)
+
+    [request] = sink.at("/basic")
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"ops:pa55w0rd").decode()
+    assert service.base_url == sink.url.replace("http://", "http://ops:***@")
+    [row] = await store.list_logs(event_id=result.event_id)
+    assert "pa55w0rd" not in row.model_dump_json() and "ops:***@" in row.target
 
 
 async def test_no_auth_sends_no_credentials(hub, sink, make_service, make_rule, unique):
