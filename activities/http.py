@@ -143,7 +143,8 @@ class HttpActivities:
             message = f"timed out after {service.timeout:g}s ({type(err).__name__})"
             error = delivery_error(message, attempt, retryable=True)
         except httpx.HTTPError as err:
-            message = f"{type(err).__name__}: {err or 'connection failed'}"
+            where = f"{request.url.scheme}://{request.url.host}:{request.url.port or ''}"
+            message = f"{type(err).__name__} ({where.rstrip(':')}): {err or 'connection failed'}"
             error = delivery_error(message, attempt, retryable=True)
         else:
             log.status_code = response.status_code
