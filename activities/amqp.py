@@ -132,12 +132,13 @@ class AmqpActivities:
         return AttemptResult(attempt=attempt, latency_ms=log.latency_ms)
 
     async def _declare(self, target: AmqpTarget, key: str, connect_timeout: float) -> None:
-        """Make sure the URL's queue exists (durable if new); bind it to a named exchange."""
-        queue = await self._pool.queue(
-            target.connection_url, target.queue_declare, connect_timeout=connect_timeout
+        """Make sure the URL's queue exists (durable if new), bound to a named exchange."""
+        await self._pool.queue(
+            target.connection_url,
+            target.queue_declare,
+            connect_timeout=connect_timeout,
+            bind=(target.exchange, key) if target.exchange else None,
         )
-        if target.exchange:
-            await queue.bind(target.exchange, routing_key=key)
 
     @activity.defn(name="consume_responses")
     async def consume(self, request: ConsumeRequest) -> ConsumeResult:

@@ -75,6 +75,7 @@ class AmqpPool:
         self._brokers: dict[str, _Broker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._known_queues: set[tuple[str, str]] = set()  # (broker URL, queue name)
+        self._known_bindings: set[tuple[str, str, str, str]] = set()  # (+ exchange, key)
         self.connections_opened = 0
 
     async def channel(self, url: str, *, connect_timeout: float) -> AbstractChannel:
@@ -106,8 +107,16 @@ class AmqpPool:
             return None
         return broker.channel
 
-    async def queue(self, url: str, name: str, *, connect_timeout: float) -> AbstractQueue:
-        """An existing queue as it is (whatever its arguments), else a new durable one.
+    async def queue(
+        self,
+        url: str,
+        name: str,
+        *,
+        connect_timeout: float,
+        bind: tuple[str, str] | None = None,
+    ) -> AbstractQueue:
+        """An existing queue as it is (whatever its arguments), else a new durable one;
+        bound to ``bind`` = (exchange, routing key) if given.
 
         Checked with the broker once per worker, on a throwaway channel: a passive declare of
         a missing queue closes its channel, which must not be the shared one.
@@ -124,7 +133,11 @@ class AmqpPool:
                 if not probe.is_closed:
                     await probe.close()
             self._known_queues.add((url, name))
-        return await channel.get_queue(name, ensure=False)
+        queue = await channel.get_queue(name, ensure=False)
+        if bind is not None and (url, name, *bind) not in self._known_bindings:
+            await queue.bind(bind[0], routing_key=bind[1])
+            self._known_bindings.add((url, name, *bind))
+        return queue
 
     async def close(self) -> None:
         for broker in self._brokers.values():
