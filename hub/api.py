@@ -182,7 +182,7 @@ class EventIn(BaseModel):
 
 
 class EmitOut(BaseModel):
-    """What submitting an event did."""
+    """What submitting an event did (EmitResult without the workflow's result, plus a word)."""
 
     event_id: str
     workflow_id: str | None
@@ -355,14 +355,7 @@ def _accepted(result: EmitResult, response: Response, runtime: Runtime) -> EmitO
         outcome, detail = "started", "started"
     runtime.received[outcome] += 1
     response.status_code = 202 if outcome == "started" else 200
-    return EmitOut(
-        event_id=result.event_id,
-        workflow_id=result.workflow_id,
-        matched=result.matched,
-        duplicate=result.duplicate,
-        services=result.services,
-        detail=detail,
-    )
+    return EmitOut(**result.model_dump(exclude={"result"}), detail=detail)
 
 
 # routes: ingest
