@@ -1,6 +1,6 @@
 """``python worker.py``: run the hub worker (same as ``hub worker``)."""
 
-from hub.worker import main
+from hub.engine.worker import main
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,8 @@
 """Temporal activities: classes whose constructors receive the worker's shared clients."""
 
-from activities.amqp import AmqpActivities
-from activities.attempts import DeliveryAttempts
-from activities.http import HttpActivities
+from activities.attempt import DeliveryAttempt
+from activities.delivery import DeliveryActivities
+from activities.responses import ResponseActivities
 from activities.store import StoreActivities
 
-__all__ = ["AmqpActivities", "DeliveryAttempts", "HttpActivities", "StoreActivities"]
+__all__ = ["DeliveryActivities", "DeliveryAttempt", "ResponseActivities", "StoreActivities"]

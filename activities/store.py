@@ -3,9 +3,8 @@
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from hub import templating
-from hub.circuit import CIRCUIT_OPEN
-from hub.models import (
+from hub.core import templating
+from hub.core.models import (
     DeadLetter,
     Delivery,
     DeliveryPlan,
@@ -13,22 +12,17 @@ from hub.models import (
     HttpMethod,
     ReplayInput,
     ReplayOutcome,
-    ResponseQueue,
     RetrySettings,
-    ServiceType,
     attempt_log,
+    delivery_id,
 )
-from hub.rule_index import RuleIndex
+from hub.runtime.breaker import CIRCUIT_OPEN
+from hub.runtime.rule_index import RuleIndex
 from hub.store import Store
 
 
-def delivery_id(event_id: str, rule_id: int) -> str:
-    """Stable across retries, worker restarts and DLQ replays, so receivers can deduplicate."""
-    return f"{event_id}/{rule_id}"
-
-
 class StoreActivities:
-    """Reads the cached rule index and writes the DLQ; one instance per worker."""
+    """Plans deliveries from the cached rule index, writes the DLQ, prunes the log."""
 
     def __init__(self, store: Store, index: RuleIndex) -> None:
         self._store = store
@@ -73,16 +67,6 @@ class StoreActivities:
             )
         return DeliveryPlan(config_version=self._index.version, deliveries=deliveries)
 
-    @activity.defn(name="list_response_queues")
-    async def response_queues(self) -> list[ResponseQueue]:
-        """Enabled AMQP services with a response queue (from the cached index)."""
-        snapshot = await self._index.refresh()
-        return [
-            ResponseQueue(service_id=s.id, service=s.name, queue=s.response_queue)
-            for s in sorted(snapshot.services.values(), key=lambda s: s.name)
-            if s.type is ServiceType.AMQP and s.response_queue
-        ]
-
     @activity.defn(name="dead_letter")
     async def dead_letter(self, dead: DeadLetter) -> int:
         """Compensation: record the failed delivery in the DLQ, once per workflow.
@@ -97,7 +81,7 @@ class StoreActivities:
         if dead.attempts == 0:
             log = attempt_log(d, workflow_id=dead.workflow_id, method=d.method.value, attempt=0)
             log.error = dead.error
-        return await self._store.add_dead_letter(dead, log)
+        return await self._store.dlq.add(dead, log)
 
     @activity.defn(name="replay_delivery")
     async def replay_delivery(self, replay: ReplayInput) -> Delivery:
@@ -106,7 +90,7 @@ class StoreActivities:
         The service's current address, credentials and retry settings apply; the payload,
         method, endpoint and delivery id (the Idempotency-Key) are the stored ones.
         """
-        entry = await self._store.get_dead_letter(replay.dlq_id)
+        entry = await self._store.dlq.get(replay.dlq_id)
         if entry.payload is None:
             raise ApplicationError(
                 "nothing to replay: the template never rendered; fix the rule and emit again",
@@ -144,7 +128,7 @@ class StoreActivities:
                 outcome.delivery_id or "", outcome.workflow_id, outcome.error, outcome.error_type
             )
             outcome = outcome.model_copy(update={"error": error})
-        await self._store.finish_replay(outcome)
+        await self._store.dlq.finish_replay(outcome)
 
     async def _real_error(
         self, delivery_id: str, workflow_id: str, error: str, error_type: str | None
@@ -153,5 +137,15 @@ class StoreActivities:
         came from the network, which is what an operator needs to see."""
         if error_type != CIRCUIT_OPEN:
             return error
-        last = await self._store.last_network_error(delivery_id, workflow_id)
+        last = await self._store.log.last_network_error(delivery_id, workflow_id)
         return f"{last} (then: {error})" if last else error
+
+    @activity.defn(name="prune_log")
+    async def prune_log(self, retention_days: int) -> int:
+        """Delete delivery-log rows past the retention period; return how many."""
+        removed = await self._store.log.prune(retention_days)
+        if removed:
+            activity.logger.info(
+                "pruned %d delivery-log rows older than %d days", removed, retention_days
+            )
+        return removed

@@ -25,8 +25,8 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hub.circuit import CircuitBreaker, CircuitOpenError, Permit
-from hub.models import LogEntryIn, LogStatus, ServiceIn
+from hub.core.models import LogEntryIn, LogStatus, ServiceIn
+from hub.runtime.breaker import CircuitBreaker, CircuitOpenError, Permit
 from hub.store import Store, migrate
 
 
@@ -42,8 +42,8 @@ def summary(samples: list[float]) -> dict[str, float]:
 async def measure(dsn: str, n: int) -> dict[str, object]:
     await migrate(dsn)
     async with Store.open(dsn, max_size=4) as store:
-        healthy = await store.create_service(ServiceIn(name="healthy", base_url="http://h"))
-        broken = await store.create_service(
+        healthy = await store.services.create(ServiceIn(name="healthy", base_url="http://h"))
+        broken = await store.services.create(
             ServiceIn(name="broken", base_url="http://h", cb_threshold=1, cb_cooldown=3600)
         )
         cached = CircuitBreaker(store)
@@ -59,7 +59,7 @@ async def measure(dsn: str, n: int) -> dict[str, object]:
         }
         for _ in range(n):
             started = time.perf_counter()
-            await store.add_log(log)
+            await store.log.add(log)
             times["log_only"].append(time.perf_counter() - started)
 
             started = time.perf_counter()

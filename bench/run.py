@@ -45,11 +45,12 @@ import httpx
 import psutil
 from temporalio.client import Client, WorkflowHandle
 
-from hub.circuit import CircuitBreaker, Permit
-from hub.client import HubClient, connect_temporal
+from hub.client import HubClient
 from hub.config import Settings
-from hub.devstack import TemporalDevServer, free_port, port_in_use
-from hub.models import DispatchResult, LogEntryIn, LogStatus, RuleIn, ServiceIn
+from hub.core.models import DispatchResult, LogEntryIn, LogStatus, RuleIn, ServiceIn
+from hub.runtime.breaker import CircuitBreaker, Permit
+from hub.runtime.connections import connect_temporal
+from hub.runtime.embedded import TemporalDevServer, free_port, port_in_use
 from hub.store import Store, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -619,14 +620,14 @@ class Bench:
 
 async def configure(store: Store, hub: HubClient, sink_url: str) -> None:
     """The services and rules of every phase, and an open circuit for the failure phase."""
-    sink = await store.create_service(ServiceIn(name="bench-sink", base_url=sink_url))
+    sink = await store.services.create(ServiceIn(name="bench-sink", base_url=sink_url))
     for event, endpoint in (("bench.hub", "/hub"), ("bench.latency", "/latency")):
-        await store.create_rule(
+        await store.rules.create(
             RuleIn(event=event, service=sink.name, endpoint=endpoint, template=TEMPLATE)
         )
     for k in range(FANOUT_SERVICES):
-        service = await store.create_service(ServiceIn(name=f"bench-fan{k}", base_url=sink_url))
-        await store.create_rule(
+        service = await store.services.create(ServiceIn(name=f"bench-fan{k}", base_url=sink_url))
+        await store.rules.create(
             RuleIn(
                 event="bench.fanout",
                 service=service.name,
@@ -634,12 +635,12 @@ async def configure(store: Store, hub: HubClient, sink_url: str) -> None:
                 template=TEMPLATE,
             )
         )
-    broken = await store.create_service(
+    broken = await store.services.create(
         ServiceIn(
             name="bench-open", base_url=sink_url, cb_threshold=1, cb_cooldown=3600, max_attempts=1
         )
     )
-    await store.create_rule(
+    await store.rules.create(
         RuleIn(event="bench.failure", service=broken.name, endpoint="/failure", template=TEMPLATE)
     )
     await CircuitBreaker(store).record(
@@ -648,7 +649,7 @@ async def configure(store: Store, hub: HubClient, sink_url: str) -> None:
         healthy=False,
         log=LogEntryIn(service=broken.name, status=LogStatus.FAILED, error="opened by bench"),
     )
-    await hub.index.refresh(min_version=await store.config_version())
+    await hub.index.refresh(min_version=await store.rules.config_version())
 
 
 async def wait_for_port(port: int, child: Child) -> None:

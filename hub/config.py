@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_concurrent_local_activities: int = Field(default=200, ge=1)
     http_max_connections: int = Field(default=200, ge=1)
     log_retention_days: int = Field(default=30, ge=1)
+    log_prune_every: float = Field(default=3600.0, ge=1)
     rule_cache_seconds: float = Field(default=30.0, ge=0)
     responses_max_per_run: int = Field(default=500, ge=1)
     responses_every: float = Field(default=60.0, ge=1)

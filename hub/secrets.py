@@ -1,6 +1,8 @@
-"""Credentials at rest: service tokens, inbound tokens and AMQP passwords, Fernet-encrypted.
+"""Credentials at rest: service tokens, inbound tokens and URL passwords, Fernet-encrypted.
 
-The key comes from ``HUB_SECRET_KEY``, else from ``$HUB_DATA_DIR/secret.key`` (which
+The one place that seals a credential (the store calls it on every write) and opens one
+(the activities for a call, the API for a webhook check). The key comes from
+``HUB_SECRET_KEY``, else from ``$HUB_DATA_DIR/secret.key`` (which
 ``hub dev`` creates on its first run). Only processes that use a credential need the key:
 the worker (to call services) and the API (to check webhook tokens). Listing services does
 not decrypt anything.
@@ -9,12 +11,14 @@ not decrypt anything.
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
 from hub.config import Settings
+from hub.core.models import Service, mask_url
 
 KEY_FILE = "secret.key"
 API_TOKEN_FILE = "api.token"
@@ -22,6 +26,14 @@ API_TOKEN_FILE = "api.token"
 
 class SecretKeyError(RuntimeError):
     """A credential had to be encrypted or decrypted without the right key."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a call to a service needs in clear: its URL (with any password) and its token."""
+
+    url: str
+    token: str
 
 
 class SecretBox:
@@ -54,6 +66,23 @@ class SecretBox:
                 "a stored credential cannot be decrypted: HUB_SECRET_KEY is not the key it "
                 "was stored with"
             ) from None
+
+    def seal_url(self, url: str) -> tuple[str, str | None]:
+        """(the URL to show and store in ``base_url``, its sealed form if it has a password)."""
+        masked = mask_url(url)
+        return masked, (self.seal(url) if masked != url else None)
+
+    def seal_secret(self, secret: SecretStr | None) -> str | None:
+        return self.seal(secret.get_secret_value()) if secret else None
+
+    def credentials(self, service: Service) -> Credentials:
+        """The service's URL and token in clear, for one call."""
+        url = self.open(service.secret_url) if service.secret_url else service.base_url
+        return Credentials(url=url, token=self.open(service.token) if service.token else "")
+
+    def inbound_token(self, service: Service) -> str | None:
+        """The token a webhook sender must present, in clear; None if the service has none."""
+        return self.open(service.inbound_token) if service.inbound_token else None
 
     def _require(self) -> Fernet:
         if self._fernet is None:

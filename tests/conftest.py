@@ -15,13 +15,14 @@ import asyncpg
 import pytest
 from cryptography.fernet import Fernet
 
-from hub.client import HubClient, connect_temporal
+from hub.client import HubClient
 from hub.config import Settings
-from hub.devstack import TemporalDevServer, embedded_database_url, free_port, port_in_use
-from hub.models import RuleIn, Service, ServiceIn
+from hub.core.models import RuleIn, Service, ServiceIn
+from hub.engine.worker import RunningWorker, running_worker
+from hub.runtime.connections import connect_temporal
+from hub.runtime.embedded import TemporalDevServer, embedded_database_url, free_port, port_in_use
 from hub.secrets import SecretBox
 from hub.store import Store
-from hub.worker import RunningWorker, running_worker
 from tests.sink import HttpSink
 
 RUN_ID = secrets.token_hex(4)
@@ -147,7 +148,7 @@ def make_service(store: Store, sink: HttpSink, unique: str):
             "backoff": 0.1,
         }
         values.update(fields)
-        return await store.create_service(ServiceIn.model_validate(values))
+        return await store.services.create(ServiceIn.model_validate(values))
 
     return make
 
@@ -157,10 +158,10 @@ def make_rule(store: Store, hub: HubClient):
     """Create a rule and let the emitting client's index catch up (it would within ms)."""
 
     async def make(event: str, service: Service, **fields: object):
-        rule = await store.create_rule(
+        rule = await store.rules.create(
             RuleIn.model_validate({"event": event, "service": service.name, **fields})
         )
-        await hub.index.refresh(min_version=await store.config_version())
+        await hub.index.refresh(min_version=await store.rules.config_version())
         return rule
 
     return make

@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from hub.devstack import free_port
+from hub.runtime.embedded import free_port
 
 
 @dataclass

@@ -7,8 +7,8 @@ import aio_pika
 import pytest
 from temporalio.client import ScheduleOverlapPolicy
 
-from hub.devstack import free_port, port_in_use, temporal_binary
-from hub.models import CircuitState, ConsumeInput, Direction, Outcome
+from hub.core.models import CircuitState, ConsumeInput, Direction, Outcome
+from hub.runtime.embedded import free_port, port_in_use
 from workflows.consume import SCHEDULE_ID, ConsumeResponsesWorkflow
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
@@ -106,10 +106,10 @@ async def test_unroutable_message_is_retried_then_dead_lettered(
     result = await hub.emit(f"{unique}.lost", {}, event_id=f"{unique}-u", wait=True)
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
-    [dead] = await store.list_dead_letters(event=f"{unique}-u")
+    [dead] = await store.dlq.recent(event=f"{unique}-u")
     assert dead.attempts == 2
     assert "unroutable" in dead.error and "NO_ROUTE" in dead.error
-    logs = await store.list_logs(event_id=f"{unique}-u")
+    logs = await store.log.recent(event_id=f"{unique}-u")
     assert sorted(r.attempt for r in logs) == [1, 2]
     assert all(r.method == "PUBLISH" and "amq.direct" in r.target for r in logs)
 
@@ -126,13 +126,13 @@ async def test_broker_down_is_retried_counted_by_the_breaker_then_dead_lettered(
     result = await hub.emit(f"{unique}.down", {}, event_id=f"{unique}-bd", wait=True)
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
-    [dead] = await store.list_dead_letters(event=f"{unique}-bd")
+    [dead] = await store.dlq.recent(event=f"{unique}-bd")
     assert dead.attempts == 3
     assert "Connect" in dead.error or "refused" in dead.error.lower()
     assert "circuit open" in dead.error  # the third attempt met the open circuit
-    logs = await store.list_logs(event_id=f"{unique}-bd")
+    logs = await store.log.recent(event_id=f"{unique}-bd")
     assert all("hunter2secret" not in (r.error or "") + (r.target or "") for r in logs)
-    [circuit] = [c for c in await store.list_circuits() if c.service == service.name]
+    [circuit] = [c for c in await store.circuits.all() if c.service == service.name]
     assert circuit.state is CircuitState.OPEN
 
 
@@ -184,7 +184,7 @@ async def test_responses_are_logged_correlated_and_acked(
 
     [mine] = [r for r in summary.results if r.service == service.name]
     assert (mine.consumed, mine.rejected, mine.error) == (1, 0, None)
-    [inbound] = await store.list_logs(service=service.name, direction="in")
+    [inbound] = await store.log.recent(service=service.name, direction="in")
     assert inbound.direction is Direction.IN
     assert inbound.event_id == f"{unique}-ask"
     assert inbound.delivery_id == request.correlation_id
@@ -210,7 +210,7 @@ async def test_poison_reply_goes_to_dlq_and_does_not_block(
     [poison] = await drain(dead, 1)
     assert poison.body == b"<html>not json</html>"
     assert "not JSON" in poison.headers["x-hub-error"]
-    logs = await store.list_logs(service=service.name, direction="in")
+    logs = await store.log.recent(service=service.name, direction="in")
     assert sorted(r.status.value for r in logs) == ["failed", "ok", "ok"]
     assert await replies.get(fail=False) is None
 
@@ -221,15 +221,3 @@ async def test_schedule_exists_after_worker_start(temporal, settings, worker):
     [interval] = description.schedule.spec.intervals
     assert interval.every.total_seconds() == 60
     assert description.schedule.action.task_queue == settings.task_queue
-
-    process = await asyncio.create_subprocess_exec(
-        temporal_binary(),
-        "schedule",
-        "list",
-        "--address",
-        settings.temporal_address,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, _ = await process.communicate()
-    assert SCHEDULE_ID in stdout.decode()

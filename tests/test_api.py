@@ -11,11 +11,14 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from hub import __version__
-from hub.api import MAX_BODY_BYTES, create_app, render_metrics, serve
-from hub.devstack import free_port
-from hub.models import Circuit, CircuitState, DispatchResult, Outcome, ReplayOutcome
+from hub.api import create_app, serve
+from hub.api.metrics import render_metrics
+from hub.api.middleware import MAX_BODY_BYTES
+from hub.core.models import Circuit, CircuitState, DispatchResult, Outcome, ReplayOutcome
+from hub.runtime.embedded import free_port
 from hub.secrets import SecretBox
-from hub.store import Store, StoreMetrics
+from hub.store import Store
+from hub.store.metrics import StoreMetrics
 from workflows.dispatch import DispatchEventWorkflow
 from workflows.replay import ReplayDeadLetterWorkflow
 
@@ -400,7 +403,7 @@ async def test_tokens_are_used_but_never_shown(api, sink, store, temporal, uniqu
     logs = await api.get("/logs", params={"service": name})
     assert [row["status"] for row in logs.json()["items"]] == ["ok"]
     assert SERVICE_TOKEN not in logs.text
-    for row in await store.list_logs(service=name):
+    for row in await store.log.recent(service=name):
         assert SERVICE_TOKEN not in row.model_dump_json()
     for path in ("/services", f"/services/{name}", "/circuits", "/metrics"):
         assert SERVICE_TOKEN not in (await api.get(path)).text

@@ -21,7 +21,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from hub.api import create_app
-from hub.models import RuleIn, ServiceIn
+from hub.core.models import RuleIn, ServiceIn
 from hub.secrets import SecretBox
 from hub.store import Store, migrate
 
@@ -39,10 +39,10 @@ async def fuzz_settings(settings, fresh_database, worker):
     url = await fresh_database("fuzz")
     await migrate(url)
     async with Store.open(url, box=SecretBox.from_settings(settings), max_size=1) as store:
-        await store.create_service(
+        await store.services.create(
             ServiceIn(name="crm", base_url="http://127.0.0.1:9", inbound_token="hook")
         )
-        await store.create_rule(RuleIn(event="order.*", service="crm"))
+        await store.rules.create(RuleIn(event="order.*", service="crm"))
     return settings.model_copy(
         update={
             "database_url": url,

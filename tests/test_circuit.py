@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from hub.circuit import CircuitBreaker, CircuitOpenError, Permit
-from hub.models import CircuitState, LogEntryIn, LogStatus, Outcome, ServiceIn
+from hub.core.models import CircuitState, LogEntryIn, LogStatus, Outcome, ServiceIn
+from hub.runtime.breaker import CircuitBreaker, CircuitOpenError, Permit
 from hub.store import Store
 from tests.sink import Reply
 
@@ -32,13 +32,13 @@ async def succeed(breaker: CircuitBreaker, service, permit: Permit | None = None
 
 
 async def circuit_of(store: Store, name: str):
-    [circuit] = [c for c in await store.list_circuits() if c.service == name]
+    [circuit] = [c for c in await store.circuits.all() if c.service == name]
     return circuit
 
 
 async def service_with(store: Store, unique: str, **fields):
     values = {"name": f"{unique}-cb", "base_url": "http://127.0.0.1:9", **fields}
-    return await store.create_service(ServiceIn.model_validate(values))
+    return await store.services.create(ServiceIn.model_validate(values))
 
 
 async def test_threshold_opens_and_success_resets_the_count(store, unique):
@@ -143,10 +143,10 @@ async def test_reset_closes_one_or_all(store, unique):
     await fail(breaker, a)
     await fail(breaker, b)
 
-    assert await store.reset_circuits(a.name) == 1
+    assert await store.circuits.reset(a.name) == 1
     assert (await circuit_of(store, a.name)).state is CircuitState.CLOSED
     assert (await circuit_of(store, b.name)).state is CircuitState.OPEN
-    assert await store.reset_circuits() >= 2
+    assert await store.circuits.reset() >= 2
     circuit = await circuit_of(store, b.name)
     assert (circuit.state, circuit.failures, circuit.opened_at) == (CircuitState.CLOSED, 0, None)
 
@@ -180,7 +180,7 @@ async def test_open_circuit_refuses_without_a_request(
     refused = await hub.emit(f"{unique}.o", {}, event_id=f"{unique}-refused")
     handle = temporal.get_workflow_handle(refused.workflow_id)
     for _ in range(100):
-        logs = await store.list_logs(event_id=f"{unique}-refused")
+        logs = await store.log.recent(event_id=f"{unique}-refused")
         if logs:
             break
         await asyncio.sleep(0.05)
@@ -225,10 +225,10 @@ async def test_delivery_recovers_after_cooldown_without_dlq(
     assert len(sink.at("/r")) == 3
     _, second_failure, probe = sink.at("/r")
     assert probe.at - second_failure.at >= 0.9
-    logs = sorted(await store.list_logs(event_id=f"{unique}-r"), key=lambda r: r.id)
+    logs = sorted(await store.log.recent(event_id=f"{unique}-r"), key=lambda r: r.id)
     assert [r.status_code for r in logs if r.latency_ms is not None] == [500, 500, 200]
     assert any(r.error and r.error.startswith("circuit open") for r in logs)
-    assert await store.list_dead_letters(event=f"{unique}-r") == []
+    assert await store.dlq.recent(event=f"{unique}-r") == []
     assert (await circuit_of(store, service.name)).state is CircuitState.CLOSED
 
 

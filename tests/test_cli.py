@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.devstack import temporal_binary
+from hub.runtime.embedded import temporal_binary
 
 HUB = str(Path(sys.executable).parent / "hub")
 TOKEN = "tok-CLI-SECRET-123"
@@ -493,7 +493,7 @@ async def test_dlq_replay_resends_the_stored_bytes(cli, store, sink, unique):
 
     still_down = await cli("dlq", "replay", str(first["id"]))
     assert still_down.code == 2 and "failed again" in still_down.stderr
-    kept = await store.get_dead_letter(first["id"])
+    kept = await store.dlq.get(first["id"])
     assert kept.resolved_at is None and kept.replay_count == 1 and "HTTP 500" in kept.error
 
     sink.script("/rp", then=200)
@@ -502,7 +502,7 @@ async def test_dlq_replay_resends_the_stored_bytes(cli, store, sink, unique):
     assert fixed.json()["delivered"] == 1
     assert sink.at("/rp")[-1].body == first["payload"].encode()
     assert first["payload"] == '{"v": 0, "s": "é0"}'
-    resolved = await store.get_dead_letter(first["id"])
+    resolved = await store.dlq.get(first["id"])
     assert resolved.resolved_at is not None and resolved.replay_count == 2
     again = await cli("dlq", "replay", str(first["id"]), "--json")
     assert again.json()["skipped"] == 1

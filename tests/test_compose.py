@@ -1,14 +1,17 @@
 """docker-compose.yml, Dockerfile and .dockerignore checked against the code (no servers).
 
 Nothing here runs Docker: the files are parsed and compared with what the hub really reads
-(``hub.config.Settings``), the commands it really has (the Typer app) and the packages
-pyproject.toml really installs.
+(``hub.config.Settings``), the commands it really has (the Typer app that the ``hub`` console
+script runs) and the packages pyproject.toml really installs.
 """
 
 import fnmatch
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -21,9 +24,9 @@ import typer
 import yaml
 
 from hub.api import create_app
-from hub.cli import app
 from hub.config import Settings
-from hub.worker import GRACEFUL_SHUTDOWN
+from hub.engine.worker import GRACEFUL_SHUTDOWN
+from hub.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -91,7 +94,7 @@ def parse_hub_command(args: list[str]) -> tuple[str, dict[str, Any]]:
     assert len(args) > 1, "a bare `hub` only prints help"
     name, rest = args[1], args[2:]
     group = hub_commands()
-    assert name in group.commands, f"`hub {name}` is not a command of hub.cli.app"
+    assert name in group.commands, f"`hub {name}` is not a command of hub.main.app"
     subcommand = group.commands[name]
     parent = group.context_class(group, info_name="hub")
     try:
@@ -106,7 +109,7 @@ def parse_hub_command(args: list[str]) -> tuple[str, dict[str, Any]]:
 def hub_commands() -> Any:
     """The click group behind ``hub`` (Typer may vendor click, so no isinstance check)."""
     group = typer.main.get_command(app)
-    assert isinstance(getattr(group, "commands", None), dict), "hub.cli.app has no subcommands"
+    assert isinstance(getattr(group, "commands", None), dict), "hub.main.app has no subcommands"
     return group
 
 
@@ -479,6 +482,21 @@ def test_temporal_uses_its_own_database(services):
 
 
 # commands
+
+
+def test_the_hub_console_script_runs_the_app_checked_here():
+    """``hub`` (the image runs it) is pyproject's script hub.main:main, running hub.main.app."""
+    assert pyproject()["project"]["scripts"]["hub"] == "hub.main:main"
+    run = subprocess.run(
+        [sys.executable, "-c", "from hub.main import main; main()", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert run.returncode == 0, run.stderr
+    listed = {line.strip("│ ").split(" ")[0] for line in run.stdout.splitlines()}
+    assert set(hub_commands().commands) <= listed, run.stdout
 
 
 def test_hub_service_commands_are_real_hub_commands(services):

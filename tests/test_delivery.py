@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from hub.models import DeliveryStatus, DispatchInput, Event, Outcome
-from hub.visibility import HUB_OUTCOME, HUB_SERVICES
+from hub.core.models import DeliveryStatus, DispatchInput, Event, Outcome
+from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
 from tests.sink import Reply
 from workflows.dispatch import DispatchEventWorkflow
 
@@ -90,7 +90,7 @@ async def test_auth_headers(
     assert "s3cr3t-token" not in caplog.text
     stored = await store.pool.fetchval("SELECT token FROM services WHERE id = $1", service.id)
     assert "s3cr3t-token" not in stored
-    rows = await store.list_logs(event_id=result.event_id)
+    rows = await store.log.recent(event_id=result.event_id)
     assert len(rows) == 2 and all("s3cr3t-token" not in r.model_dump_json() for r in rows)
     history = [
         e async for e in temporal.get_workflow_handle(result.workflow_id).fetch_history_events()
@@ -109,7 +109,7 @@ async def test_credentials_in_the_url_are_used_and_never_shown(
     [request] = sink.at("/basic")
     assert request.headers["authorization"] == "Basic " + base64.b64encode(b"ops:pa55w0rd").decode()
     assert service.base_url == sink.url.replace("http://", "http://ops:***@")
-    [row] = await store.list_logs(event_id=result.event_id)
+    [row] = await store.log.recent(event_id=result.event_id)
     assert "pa55w0rd" not in row.model_dump_json() and "ops:***@" in row.target
 
 
@@ -213,14 +213,14 @@ async def test_flaky_sink_is_retried_until_delivered(
     assert result.result.deliveries[0].attempts == 3
     assert len(sink.at("/flaky")) == 3
     assert len({r.headers["idempotency-key"] for r in sink.at("/flaky")}) == 1
-    logs = sorted(await store.list_logs(event_id=f"{unique}-f"), key=lambda r: r.attempt)
+    logs = sorted(await store.log.recent(event_id=f"{unique}-f"), key=lambda r: r.attempt)
     assert [(r.attempt, r.status.value, r.status_code) for r in logs] == [
         (1, "failed", 500),
         (2, "failed", 503),
         (3, "ok", 200),
     ]
     assert all(r.latency_ms is not None and r.latency_ms >= 0 for r in logs)
-    assert await store.list_dead_letters(event=f"{unique}-f") == []
+    assert await store.dlq.recent(event=f"{unique}-f") == []
 
 
 async def test_always_failing_sink_is_dead_lettered_after_the_configured_attempts(
@@ -236,7 +236,7 @@ async def test_always_failing_sink_is_dead_lettered_after_the_configured_attempt
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
     assert len(sink.at("/down")) == 3
-    [dead] = await store.list_dead_letters(event=f"{unique}-d")
+    [dead] = await store.dlq.recent(event=f"{unique}-d")
     assert dead.payload == '{"order": 9}'
     assert dead.attempts == 3
     assert dead.rule_id == rule.id
@@ -244,7 +244,7 @@ async def test_always_failing_sink_is_dead_lettered_after_the_configured_attempt
     assert "HTTP 500" in dead.error and "database on fire" in dead.error
     assert dead.workflow_id == result.workflow_id
     assert result.result.deliveries[0].dlq_id == dead.id
-    failed = await store.list_logs(event_id=f"{unique}-d", status="failed")
+    failed = await store.log.recent(event_id=f"{unique}-d", status="failed")
     assert sorted(r.attempt for r in failed) == [1, 2, 3]
 
 
@@ -259,7 +259,7 @@ async def test_client_error_goes_straight_to_the_dlq(
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
     assert len(sink.at("/missing")) == 1
-    [dead] = await store.list_dead_letters(event=f"{unique}-m")
+    [dead] = await store.dlq.recent(event=f"{unique}-m")
     assert dead.attempts == 1
     assert "HTTP 404" in dead.error
 
@@ -286,7 +286,7 @@ async def test_timeout_is_retried_then_dead_lettered(
     result = await hub.emit(f"{unique}.hang", {}, event_id=f"{unique}-h", wait=True)
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
-    [dead] = await store.list_dead_letters(event=f"{unique}-h")
+    [dead] = await store.dlq.recent(event=f"{unique}-h")
     assert dead.attempts == 2
     assert "timed out after 0.3s" in dead.error
     assert len(sink.at("/hang")) == 2
@@ -295,14 +295,14 @@ async def test_timeout_is_retried_then_dead_lettered(
 async def test_connection_refused_is_retried_then_dead_lettered(
     hub, store, make_service, make_rule, unique
 ):
-    from hub.devstack import free_port
+    from hub.runtime.embedded import free_port
 
     service = await make_service(base_url=f"http://127.0.0.1:{free_port()}", max_attempts=2)
     await make_rule(f"{unique}.refused", service)
 
     result = await hub.emit(f"{unique}.refused", {}, event_id=f"{unique}-r", wait=True)
 
-    [dead] = await store.list_dead_letters(event=f"{unique}-r")
+    [dead] = await store.dlq.recent(event=f"{unique}-r")
     assert result.result.outcome is Outcome.DEAD_LETTERED
     assert dead.attempts == 2
     assert "ConnectError" in dead.error
@@ -320,17 +320,17 @@ async def test_invalid_template_is_dead_lettered_without_a_request(
         service.id,
         '{"a": {{data.a}}',
     )
-    await hub.index.refresh(min_version=await store.config_version())
+    await hub.index.refresh(min_version=await store.rules.config_version())
 
     result = await hub.emit(f"{unique}.bad", {"a": 1}, event_id=f"{unique}-b", wait=True)
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
     assert sink.received == []
-    [dead] = await store.list_dead_letters(event=f"{unique}-b")
+    [dead] = await store.dlq.recent(event=f"{unique}-b")
     assert dead.attempts == 0
     assert dead.payload is None
     assert "invalid JSON" in dead.error
-    [log] = await store.list_logs(event_id=f"{unique}-b")
+    [log] = await store.log.recent(event_id=f"{unique}-b")
     assert log.status.value == "failed" and "invalid JSON" in log.error
 
 
@@ -351,7 +351,7 @@ async def test_one_service_fails_the_other_delivers(
     assert by_service[bad.name].status is DeliveryStatus.DEAD_LETTERED
     assert len(sink.at("/good")) == 1
     assert len(sink.at("/bad")) == 2
-    [dead] = await store.list_dead_letters(event=f"{unique}-s")
+    [dead] = await store.dlq.recent(event=f"{unique}-s")
     assert dead.service == bad.name
 
     handle = temporal.get_workflow_handle(result.workflow_id)

@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from hub.devstack import free_port
+from hub.runtime.embedded import free_port
 
 HUB = str(Path(sys.executable).parent / "hub")
 

@@ -3,8 +3,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from activities.http import MAX_RETRY_AFTER, build_request, join_url, query_params, retry_after
-from hub.models import (
+from hub.core.models import (
     AuthType,
     Delivery,
     HttpMethod,
@@ -12,6 +11,8 @@ from hub.models import (
     Service,
     ServiceType,
 )
+from hub.secrets import Credentials
+from hub.transport.http import MAX_RETRY_AFTER, build_request, join_url, query_params, retry_after
 
 # --- join_url --------------------------------------------------------------------------------
 
@@ -122,6 +123,11 @@ def service(auth_type: AuthType = AuthType.NONE, token: str | None = None) -> Se
     )
 
 
+def credentials(token: str = "") -> Credentials:
+    """The service's URL and token as the SecretBox opens them."""
+    return Credentials(url="http://example.test/api/", token=token)
+
+
 def delivery(method: HttpMethod = HttpMethod.POST, payload: str | None = PAYLOAD) -> Delivery:
     return Delivery(
         id="dlv-123",
@@ -140,7 +146,7 @@ def delivery(method: HttpMethod = HttpMethod.POST, payload: str | None = PAYLOAD
 
 def test_get_puts_payload_in_query_string_without_body():
     payload = '{"q": "a b", "n": 1, "flag": true, "none": null}'
-    request = build_request(CLIENT, service(), delivery(HttpMethod.GET, payload), 1)
+    request = build_request(CLIENT, service(), delivery(HttpMethod.GET, payload), 1, credentials())
     assert request.method == "GET"
     assert str(request.url) == "http://example.test/api/orders?q=a+b&n=1&flag=true&none="
     assert request.content == b""
@@ -149,7 +155,7 @@ def test_get_puts_payload_in_query_string_without_body():
 
 @pytest.mark.parametrize("method", [HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH])
 def test_body_methods_send_exact_payload_as_json(method):
-    request = build_request(CLIENT, service(), delivery(method), 1)
+    request = build_request(CLIENT, service(), delivery(method), 1, credentials())
     assert request.method == method.value
     assert str(request.url) == "http://example.test/api/orders"
     assert request.content == PAYLOAD.encode()
@@ -157,7 +163,7 @@ def test_body_methods_send_exact_payload_as_json(method):
 
 
 def test_delete_sends_no_body():
-    request = build_request(CLIENT, service(), delivery(HttpMethod.DELETE), 1)
+    request = build_request(CLIENT, service(), delivery(HttpMethod.DELETE), 1, credentials())
     assert request.method == "DELETE"
     assert str(request.url) == "http://example.test/api/orders"
     assert request.content == b""
@@ -173,13 +179,14 @@ def test_delete_sends_no_body():
     ],
 )
 def test_auth_headers(auth_type, token, expected):
-    request = build_request(CLIENT, service(auth_type, token), delivery(), 1, token or "")
+    creds = credentials(token or "")
+    request = build_request(CLIENT, service(auth_type, token), delivery(), 1, creds)
     auth = {k: v for k, v in request.headers.items() if k in ("authorization", "x-api-key")}
     assert auth == expected
 
 
 def test_hub_headers():
-    request = build_request(CLIENT, service(), delivery(), 3)
+    request = build_request(CLIENT, service(), delivery(), 3, credentials())
     assert request.headers["idempotency-key"] == "dlv-123"
     assert request.headers["x-hub-event"] == "order.created"
     assert request.headers["x-hub-event-id"] == "evt-1"
@@ -189,9 +196,9 @@ def test_hub_headers():
 
 def test_get_with_array_payload_raises():
     with pytest.raises(ValueError, match="JSON object"):
-        build_request(CLIENT, service(), delivery(HttpMethod.GET, "[1, 2]"), 1)
+        build_request(CLIENT, service(), delivery(HttpMethod.GET, "[1, 2]"), 1, credentials())
 
 
 def test_missing_payload_raises():
     with pytest.raises(ValueError, match="no payload"):
-        build_request(CLIENT, service(), delivery(payload=None), 1)
+        build_request(CLIENT, service(), delivery(payload=None), 1, credentials())

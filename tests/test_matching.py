@@ -1,6 +1,6 @@
 import pytest
 
-from hub.matching import matches
+from hub.core.matching import matches
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from hub.models import ServiceIn
+from hub.core.models import ServiceIn
 from hub.store import Store, migrate, migration_files
 
 
@@ -37,14 +37,14 @@ async def test_database_enforces_the_limits_the_models_enforce(store: Store, uni
             "INSERT INTO services (name, type, base_url, max_attempts) VALUES ($1, 'http', 'x', 6)",
             f"{unique}-six",
         )
-    service = await store.create_service(ServiceIn(name=f"{unique}-s", base_url="http://h"))
+    service = await store.services.create(ServiceIn(name=f"{unique}-s", base_url="http://h"))
     assert (service.timeout, service.max_attempts, service.backoff) == (5.0, 5, 1.0)
     assert (service.cb_threshold, service.cb_cooldown) == (5, 30.0)
 
 
 async def test_every_configuration_change_bumps_the_version(store: Store, unique):
-    before = await store.config_version()
-    await store.create_service(ServiceIn(name=f"{unique}-v", base_url="http://h"))
-    after_create = await store.config_version()
-    await store.delete_service(f"{unique}-v")
-    assert before < after_create < await store.config_version()
+    before = await store.rules.config_version()
+    await store.services.create(ServiceIn(name=f"{unique}-v", base_url="http://h"))
+    after_create = await store.rules.config_version()
+    await store.services.delete(f"{unique}-v")
+    assert before < after_create < await store.rules.config_version()

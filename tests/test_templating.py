@@ -3,8 +3,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.models import Event
-from hub.templating import TemplateError, check, render
+from hub.core.models import Event
+from hub.core.templating import TemplateError, check, render
 
 OCCURRED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -52,6 +52,6 @@ async def test_worker_process_delivers_and_shuts_down_gracefully(
 
     assert process.returncode == 0, output.decode()
     # The attempt in flight at SIGTERM finished and was logged, not cancelled.
-    [row] = await store.list_logs(event_id=f"{unique}-slow")
+    [row] = await store.log.recent(event_id=f"{unique}-slow")
     assert row.status.value == "ok"
     assert b"Traceback" not in output

@@ -8,9 +8,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.amqp import AmqpActivities
-    from activities.store import StoreActivities
-    from hub.models import (
+    from activities.responses import ResponseActivities
+    from hub.core.models import (
         ConsumeInput,
         ConsumeRequest,
         ConsumeResult,
@@ -34,7 +33,7 @@ class ConsumeResponsesWorkflow:
     @workflow.run
     async def run(self, consume: ConsumeInput) -> ConsumeSummary:
         sources = await workflow.execute_local_activity_method(
-            StoreActivities.response_queues, start_to_close_timeout=LIST_TIMEOUT
+            ResponseActivities.response_queues, start_to_close_timeout=LIST_TIMEOUT
         )
         results = await asyncio.gather(
             *(self._drain(source, consume.max_messages) for source in sources)
@@ -44,7 +43,7 @@ class ConsumeResponsesWorkflow:
     async def _drain(self, source: ResponseQueue, max_messages: int) -> ConsumeResult:
         try:
             return await workflow.execute_activity_method(
-                AmqpActivities.consume,
+                ResponseActivities.consume,
                 ConsumeRequest(source=source, max_messages=max_messages),
                 start_to_close_timeout=CONSUME_TIMEOUT,
                 heartbeat_timeout=CONSUME_HEARTBEAT,

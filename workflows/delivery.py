@@ -8,9 +8,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
 
 with workflow.unsafe.imports_passed_through():
-    from activities.amqp import AmqpActivities
-    from activities.http import HttpActivities
-    from hub.models import AttemptResult, Delivery, ServiceType
+    from activities.delivery import DeliveryActivities
+    from hub.core.models import AttemptResult, Delivery, ServiceType
 
 # Time the activity may take beyond the service's own timeout (logging, connecting).
 ACTIVITY_MARGIN = timedelta(seconds=10)
@@ -37,9 +36,9 @@ async def send(delivery: Delivery) -> AttemptResult | Failure:
     """
     retry = delivery.retry
     activity = (
-        HttpActivities.deliver
+        DeliveryActivities.deliver_http
         if delivery.service_type is ServiceType.HTTP
-        else AmqpActivities.publish
+        else DeliveryActivities.deliver_amqp
     )
     timeout = timedelta(seconds=retry.timeout) + ACTIVITY_MARGIN
     backoff = timedelta(seconds=max(retry.backoff, 0.001))
@@ -51,7 +50,7 @@ async def send(delivery: Delivery) -> AttemptResult | Failure:
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
     except FailureError as err:
-        cause = _cause(err)
+        cause = activity_cause(err)
         if retry.max_attempts == 1 or (isinstance(cause, ApplicationError) and cause.non_retryable):
             return describe_failure(err, 1)
         wait = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
@@ -71,14 +70,14 @@ async def send(delivery: Delivery) -> AttemptResult | Failure:
         return describe_failure(err, retry.max_attempts)
 
 
-def _cause(err: FailureError) -> BaseException | None:
+def activity_cause(err: FailureError) -> BaseException | None:
     """The activity's own error: wrapped in ActivityError, or bare from a local activity."""
     return err.cause if isinstance(err, ActivityError) else err
 
 
 def describe_failure(err: FailureError, max_attempts: int) -> Failure:
     """The last real error of a failed activity, how many attempts it made, its type."""
-    cause = _cause(err)
+    cause = activity_cause(err)
     if isinstance(cause, ApplicationError):
         attempts = cause.details[0] if cause.details else max_attempts
         return Failure(cause.message, int(attempts), cause.type)

@@ -10,7 +10,7 @@ from workflows.delivery import Failure, send
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
-    from hub.models import (
+    from hub.core.models import (
         DeadLetter,
         Delivery,
         DeliveryOutcome,
@@ -19,8 +19,9 @@ with workflow.unsafe.imports_passed_through():
         DispatchResult,
         Event,
         Outcome,
+        summarize,
     )
-    from hub.visibility import HUB_OUTCOME, HUB_SERVICES
+    from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
 
 PLAN_TIMEOUT = timedelta(seconds=30)
 DEAD_LETTER_TIMEOUT = timedelta(seconds=30)
@@ -60,13 +61,7 @@ class DispatchEventWorkflow:
             return await self._dead_letter(
                 event, delivery, result.error, result.attempts, result.error_type
             )
-        return DeliveryOutcome(
-            delivery_id=delivery.id,
-            rule_id=delivery.rule_id,
-            service=delivery.service,
-            status=DeliveryStatus.DELIVERED,
-            attempts=result.attempt,
-        )
+        return DeliveryOutcome.of(delivery, DeliveryStatus.DELIVERED, result.attempt)
 
     async def _dead_letter(
         self,
@@ -90,22 +85,6 @@ class DispatchEventWorkflow:
             start_to_close_timeout=DEAD_LETTER_TIMEOUT,
             retry_policy=DEAD_LETTER_RETRY,
         )
-        return DeliveryOutcome(
-            delivery_id=delivery.id,
-            rule_id=delivery.rule_id,
-            service=delivery.service,
-            status=DeliveryStatus.DEAD_LETTERED,
-            attempts=attempts,
-            error=error,
-            dlq_id=dlq_id,
+        return DeliveryOutcome.of(
+            delivery, DeliveryStatus.DEAD_LETTERED, attempts, error=error, dlq_id=dlq_id
         )
-
-
-def summarize(outcomes: list[DeliveryOutcome] | tuple[DeliveryOutcome, ...]) -> Outcome:
-    """delivered / dead_lettered when all agree, partial when they do not."""
-    statuses = {o.status for o in outcomes}
-    if statuses == {DeliveryStatus.DELIVERED}:
-        return Outcome.DELIVERED
-    if statuses == {DeliveryStatus.DEAD_LETTERED}:
-        return Outcome.DEAD_LETTERED
-    return Outcome.PARTIAL

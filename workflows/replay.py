@@ -4,14 +4,14 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError
 
-from workflows.delivery import Failure, send
+from workflows.delivery import Failure, activity_cause, send
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
-    from hub.models import Outcome, ReplayInput, ReplayOutcome
-    from hub.visibility import HUB_OUTCOME, HUB_SERVICES
+    from hub.core.models import Outcome, ReplayInput, ReplayOutcome
+    from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
 
 STORE_TIMEOUT = timedelta(seconds=30)
 STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
@@ -42,8 +42,7 @@ class ReplayDeadLetterWorkflow:
                 retry_policy=STORE_RETRY,
             )
         except FailureError as err:
-            # A local activity's error comes bare; a regular one's wrapped in ActivityError.
-            cause = err.cause if isinstance(err, ActivityError) else err
+            cause = activity_cause(err)
             outcome.error = cause.message if isinstance(cause, ApplicationError) else str(err)
         else:
             outcome.delivery_id = delivery.id

@@ -1,0 +1,104 @@
+"""The application: its routers, auth, error handlers and body limit, and the lifespan
+that opens the connections the routes share.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+import uvicorn
+from fastapi import Depends, FastAPI
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from hub import __version__
+from hub.api.deps import ApiState, require_api_token
+from hub.api.errors import EXCEPTION_HANDLERS
+from hub.api.middleware import MAX_BODY_BYTES, BodySizeLimit
+from hub.api.routes import circuits, dlq, events, health, logs, rules, services, webhooks
+from hub.api.schemas import problems
+from hub.config import Settings
+from hub.engine.client import HubClient
+from hub.engine.replay import Replayer
+from hub.runtime.connections import connect_temporal, database_url
+from hub.secrets import SecretBox
+from hub.store import Store
+
+log = logging.getLogger(__name__)
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    insecure_no_auth: bool = False,
+    store: Store | None = None,
+    temporal: Client | None = None,
+) -> FastAPI:
+    """The API application. ``store`` and ``temporal`` are used as given (and not closed).
+
+    With a token in ``settings.api_token``, every route but /healthz and /metrics needs it;
+    without one the app is built only when ``insecure_no_auth`` says so.
+    """
+    token = _api_token(settings)
+    if token is None and not insecure_no_auth:
+        raise RuntimeError("HUB_API_TOKEN is not set: set it, or start with --insecure-no-auth")
+    app = FastAPI(
+        title="temporal-hub",
+        version=__version__,
+        description=(
+            "Events in, durable deliveries out. Authenticate with "
+            "`Authorization: Bearer <HUB_API_TOKEN>`; webhooks use the service's inbound token."
+        ),
+        lifespan=_lifespan(settings, store, temporal),
+    )
+    app.state.api_token = token
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    for error_type, handler in EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(error_type, handler)
+    protected = [Depends(require_api_token)]
+    for module in (events, services, rules, dlq, logs, circuits):
+        app.include_router(module.router, dependencies=protected, responses=problems(401))
+    app.include_router(webhooks.router)
+    app.include_router(health.router)
+    return app
+
+
+def _api_token(settings: Settings) -> SecretStr | None:
+    """The configured API token; an empty one counts as unset."""
+    token = settings.api_token
+    return token if token and token.get_secret_value() else None
+
+
+def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) -> Lifespan:
+    """The lifespan: opens a store and a Temporal client unless handed in, then the shared
+    ``ApiState`` (``app.state.api``); on shutdown it closes only what it opened.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            own_store = store
+            if own_store is None:
+                dsn = await asyncio.to_thread(database_url, settings)
+                box = SecretBox.from_settings(settings)
+                own_store = await stack.enter_async_context(Store.open(dsn, box=box))
+            client = temporal or await connect_temporal(settings)
+            hub = await stack.enter_async_context(
+                HubClient.connect(settings, temporal=client, store=own_store)
+            )
+            replayer = Replayer(client, own_store, settings.task_queue)
+            app.state.api = ApiState(own_store, client, hub, replayer)
+            yield
+
+    return lifespan
+
+
+def serve(settings: Settings, *, host: str, port: int, insecure_no_auth: bool = False) -> None:
+    """Run the API with uvicorn until interrupted (raises before listening if unsafe)."""
+    app = create_app(settings, insecure_no_auth=insecure_no_auth)
+    if app.state.api_token is None:
+        log.warning("the API runs WITHOUT authentication (--insecure-no-auth)")
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -1,0 +1,82 @@
+"""What the routes share: the per-app connections, and the API-token check.
+
+Every route except ``/healthz``, ``/metrics`` and ``/webhooks/{service}`` needs
+``Authorization: Bearer $HUB_API_TOKEN``; the app adds ``require_api_token`` to those routers.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from secrets import compare_digest
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from hub.engine.client import HubClient
+from hub.engine.replay import Replayer
+from hub.store import Store
+
+
+@dataclass
+class ApiState:
+    """The connections the routes share, opened by the lifespan (or handed in by tests)."""
+
+    store: Store
+    temporal: Client
+    hub: HubClient
+    replayer: Replayer
+    received: Counter[str] = field(default_factory=Counter)  # events by outcome, for /metrics
+
+
+def get_state(request: Request) -> ApiState:
+    """The app's shared state (``app.state.api`` is set by the lifespan)."""
+    state: ApiState = request.app.state.api
+    return state
+
+
+def get_store(state: Annotated[ApiState, Depends(get_state)]) -> Store:
+    """The store alone, for routes that need nothing else."""
+    return state.store
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+StoreDep = Annotated[Store, Depends(get_store)]
+
+api_bearer = HTTPBearer(auto_error=False, description="The API token (HUB_API_TOKEN).")
+inbound_bearer = HTTPBearer(
+    scheme_name="InboundBearer", auto_error=False, description="The service's inbound token."
+)
+inbound_api_key = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="InboundApiKey",
+    auto_error=False,
+    description="The service's inbound token.",
+)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison (bytes, so any header text compares without a TypeError)."""
+    return compare_digest(given.encode(), expected.encode())
+
+
+async def require_api_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
+) -> None:
+    """401 unless the request carries the API token (no check when started without one)."""
+    expected: SecretStr | None = request.app.state.api_token
+    if expected is None:
+        return
+    if credentials is None or not same_secret(credentials.credentials, expected.get_secret_value()):
+        raise HTTPException(
+            401,
+            "missing or wrong API token: send Authorization: Bearer <HUB_API_TOKEN>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def sync_index(state: ApiState) -> None:
+    """Let this process's rule index see a change it just made (the NOTIFY may lag)."""
+    await state.hub.index.refresh(min_version=await state.store.rules.config_version())

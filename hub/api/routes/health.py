@@ -1,0 +1,63 @@
+"""``/healthz`` and ``/metrics``: no auth, since probes and scrapers carry no token."""
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
+
+from hub.api.deps import StateDep
+from hub.api.metrics import LATENCY_BUCKETS_MS, PROMETHEUS_CONTENT_TYPE, render_metrics
+from hub.api.schemas import Health
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = timedelta(seconds=3)
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+async def healthz(state: StateDep, response: Response) -> Health:
+    """Whether PostgreSQL and Temporal answer (503 naming the one that does not)."""
+    database, temporal = await asyncio.gather(
+        _answers("database", state.store.ping),
+        _answers(
+            "temporal",
+            lambda: state.temporal.service_client.check_health(timeout=HEALTH_TIMEOUT),
+        ),
+    )
+    ok = database and temporal
+    response.status_code = 200 if ok else 503
+    return Health(
+        status="ok" if ok else "unavailable",
+        database="ok" if database else "unavailable",
+        temporal="ok" if temporal else "unavailable",
+    )
+
+
+async def _answers(name: str, check: Callable[[], Awaitable[object]]) -> bool:
+    """Whether a check completes in time without error (and does not answer False)."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT.total_seconds()):
+            answer = await check()
+    except Exception as error:
+        log.warning("health check: %s unavailable (%s)", name, type(error).__name__)
+        return False
+    return answer is not False
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(state: StateDep) -> PlainTextResponse:
+    """Prometheus text exposition: ingest counters, delivery log, DLQ and circuits."""
+    data = await state.store.metrics.read([*LATENCY_BUCKETS_MS, math.inf])
+    return PlainTextResponse(
+        render_metrics(data, state.received), media_type=PROMETHEUS_CONTENT_TYPE
+    )

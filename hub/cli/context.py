@@ -1,0 +1,46 @@
+"""What the commands of one ``hub`` run share, kept on the Typer context (``ctx.obj``)."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import cached_property
+from typing import TypeVar
+
+import typer
+
+from hub.config import Settings
+from hub.runtime.connections import database_url
+from hub.secrets import SecretBox
+from hub.store import Store
+
+T = TypeVar("T")
+
+
+class CliState:
+    """The settings, read from the environment once per run, and a way to reach the store.
+
+    Both are lazy: a command that needs neither (``template preview``) never reads them, and
+    a bad setting or secret key fails inside the command, which reports it as one line.
+    """
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The hub's settings (``HUB_*`` variables)."""
+        return Settings()
+
+    @asynccontextmanager
+    async def store(self, *, max_size: int = 2) -> AsyncIterator[Store]:
+        """A store on its own small pool: a command makes a few queries, then the run ends."""
+        settings = self.settings
+        box = SecretBox.from_settings(settings)
+        async with Store.open(database_url(settings), box=box, max_size=max_size) as store:
+            yield store
+
+    async def with_store(self, action: Callable[[Store], Awaitable[T]]) -> T:
+        """Run one store action on a short-lived pool."""
+        async with self.store() as store:
+            return await action(store)
+
+
+def cli_state(ctx: typer.Context) -> CliState:
+    """The run's shared state: set by the root callback, created here if a caller skipped it."""
+    return ctx.ensure_object(CliState)

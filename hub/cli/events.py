@@ -1,0 +1,99 @@
+"""``hub emit`` and ``hub logs``: send an event, and read what its deliveries did."""
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from hub.cli.context import cli_state
+from hub.cli.errors import UsageError
+from hub.cli.output import JsonOption, out, print_json
+from hub.cli.parsing import parse_json_object
+from hub.cli.views import TableView, show_list
+from hub.core.models import EmitResult, LogEntry
+from hub.engine.client import HubClient
+
+_LOG_TABLE: TableView[LogEntry] = TableView(
+    "Delivery log (newest first; --json for every field)",
+    ["id", "time", "dir", "service", "event", "try", "result", "ms", "error / response"],
+    lambda r: (
+        r.id,
+        r.created_at.strftime("%m-%d %H:%M:%S"),
+        r.direction.value,
+        r.service,
+        r.event_name or r.event_id,
+        r.attempt,
+        f"{r.status.value} {r.status_code or ''}".strip(),
+        round(r.latency_ms) if r.latency_ms is not None else None,
+        r.error or r.response_excerpt,
+    ),
+)
+
+
+async def emit_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Event name, e.g. order.created.")],
+    data: Annotated[str, typer.Option(help="Event data as a JSON object.")] = "{}",
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="Event id (default: new UUID).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until every delivery has ended.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Emit an event: one workflow delivers it to every matching rule's service."""
+    payload = parse_json_object(data, "--data")
+    async with HubClient.connect(cli_state(ctx).settings) as hub:
+        result = await hub.emit(name, payload, event_id=event_id, wait=wait)
+    if as_json:
+        print_json(result)
+        return
+    _print_emitted(name, result)
+    if result.result is not None and result.result.outcome.value != "delivered":
+        raise typer.Exit(2)
+
+
+def _print_emitted(name: str, result: EmitResult) -> None:
+    """What happened to an emitted event, and to each delivery when ``--wait`` was given."""
+    if not result.matched:
+        out.print(f"event {result.event_id}: no enabled rule matches {name!r}; nothing started")
+        return
+    state = "duplicate: already submitted, nothing new started" if result.duplicate else "started"
+    out.print(f"event {result.event_id}: {state} (workflow {result.workflow_id})")
+    if result.result is None:
+        return
+    out.print(f"outcome: {result.result.outcome.value}")
+    for d in result.result.deliveries:
+        line = f"  {d.service} (rule {d.rule_id}): {d.status.value} after {d.attempts} attempt(s)"
+        if d.error:
+            line += f": {d.error}"
+        out.print(line, highlight=False)
+
+
+async def logs_command(
+    ctx: typer.Context,
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    status: Annotated[str | None, typer.Option(help="ok or failed.")] = None,
+    direction: Annotated[str | None, typer.Option(help="in or out.")] = None,
+    event: Annotated[str | None, typer.Option(help="Only this event id.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only rows at or after this time.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The delivery log, newest first: one row per attempt."""
+    if status not in (None, "ok", "failed"):
+        raise UsageError("--status must be ok or failed")
+    if direction not in (None, "in", "out"):
+        raise UsageError("--direction must be in or out")
+    await show_list(
+        ctx,
+        as_json,
+        lambda s: s.log.recent(
+            service=service,
+            status=status,
+            direction=direction,
+            event_id=event,
+            since=since,
+            limit=limit,
+        ),
+        _LOG_TABLE,
+    )

@@ -1,0 +1,71 @@
+"""The dead-letter queue: deliveries that failed for good, and their replays."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from hub.core.models.delivery import Delivery
+from hub.core.models.event import Event
+
+
+class DeadLetter(BaseModel):
+    """What the compensation step records for a delivery that could not be made."""
+
+    delivery: Delivery
+    event: Event
+    workflow_id: str
+    error: str
+    error_type: str | None = None
+    attempts: int
+
+
+class DlqEntry(BaseModel):
+    """A stored dead-letter row."""
+
+    id: int
+    created_at: datetime
+    event_id: str
+    event_name: str
+    event: dict[str, Any]
+    rule_id: int | None
+    service: str
+    method: str
+    endpoint: str
+    payload: str | None
+    error: str
+    attempts: int
+    workflow_id: str
+    delivery_id: str
+    replay_count: int
+    resolved_at: datetime | None
+
+
+class ReplayInput(BaseModel):
+    """Which DLQ row to replay, and which replay of it this is."""
+
+    dlq_id: int
+    replay: int
+
+
+class ReplayOutcome(BaseModel):
+    """How a replay ended; the DLQ row is resolved only if it delivered."""
+
+    dlq_id: int
+    replay: int
+    workflow_id: str
+    delivery_id: str | None = None
+    delivered: bool
+    attempts: int = 0
+    error: str | None = None
+    error_type: str | None = None
+
+
+class ReplayCounts(BaseModel):
+    """What a bulk replay did."""
+
+    requested: int = 0
+    started: int = 0
+    delivered: int = 0
+    failed: int = 0
+    skipped: int = 0

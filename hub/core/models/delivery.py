@@ -1,0 +1,144 @@
+"""Deliveries: one event to one service through one rule, and how each one ended."""
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import BaseModel, Field
+
+from hub.core.models.event import Event
+from hub.core.models.rule import HttpMethod
+from hub.core.models.service import MAX_ATTEMPTS_CAP, ServiceType
+
+
+class RetrySettings(BaseModel):
+    """How Temporal retries one delivery; copied from the service when the event is planned."""
+
+    max_attempts: int = Field(ge=1, le=MAX_ATTEMPTS_CAP)
+    backoff: float
+    timeout: float
+
+
+class Delivery(BaseModel):
+    """One event to one service through one rule, with its payload already rendered.
+
+    It carries no secret: it is stored in the workflow history, which anyone with UI access
+    can read. The activity looks the credentials up by service id.
+    """
+
+    id: str
+    event_id: str
+    event_name: str
+    rule_id: int
+    service_id: int
+    service: str
+    service_type: ServiceType
+    method: HttpMethod
+    endpoint: str
+    payload: str | None
+    template_error: str | None = None
+    retry: RetrySettings
+    first_attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_CAP)
+    """The delivery's attempt number of the activity's first attempt (see workflows.delivery)."""
+
+
+class DeliveryPlan(BaseModel):
+    """The deliveries an event fans out to, as seen by the worker's rule index."""
+
+    config_version: int
+    deliveries: list[Delivery]
+
+
+class AttemptResult(BaseModel):
+    """A successful attempt, as the delivery activity reports it."""
+
+    attempt: int
+    status_code: int | None = None
+    latency_ms: float
+
+
+class DeliveryStatus(StrEnum):
+    """How one delivery ended; Outcome sums up all of an event's deliveries."""
+
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class DeliveryOutcome(BaseModel):
+    """How one delivery of a workflow ended."""
+
+    delivery_id: str
+    rule_id: int
+    service: str
+    status: DeliveryStatus
+    attempts: int
+    error: str | None = None
+    dlq_id: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        delivery: Delivery,
+        status: DeliveryStatus,
+        attempts: int,
+        *,
+        error: str | None = None,
+        dlq_id: int | None = None,
+    ) -> Self:
+        """The outcome of this delivery, named by its id, rule and service."""
+        return cls(
+            delivery_id=delivery.id,
+            rule_id=delivery.rule_id,
+            service=delivery.service,
+            status=status,
+            attempts=attempts,
+            error=error,
+            dlq_id=dlq_id,
+        )
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+    PARTIAL = "partial"
+    NO_MATCH = "no_match"
+
+
+class DispatchInput(BaseModel):
+    """Workflow input: the event plus the rule-index version the emitter matched it against."""
+
+    event: Event
+    config_version: int = 0
+
+
+class DispatchResult(BaseModel):
+    """What a dispatch workflow returns."""
+
+    event_id: str
+    outcome: Outcome
+    deliveries: list[DeliveryOutcome] = Field(default_factory=list)
+
+
+class EmitResult(BaseModel):
+    """What emitting an event did: started a workflow, found a duplicate, or matched nothing."""
+
+    event_id: str
+    workflow_id: str | None
+    matched: bool
+    duplicate: bool = False
+    services: list[str] = Field(default_factory=list)
+    result: DispatchResult | None = None
+
+
+def delivery_id(event_id: str, rule_id: int) -> str:
+    """Stable across retries, worker restarts and DLQ replays, so receivers can deduplicate."""
+    return f"{event_id}/{rule_id}"
+
+
+def summarize(outcomes: list[DeliveryOutcome] | tuple[DeliveryOutcome, ...]) -> Outcome:
+    """delivered / dead_lettered when all agree, partial when they do not."""
+    statuses = {o.status for o in outcomes}
+    if statuses == {DeliveryStatus.DELIVERED}:
+        return Outcome.DELIVERED
+    if statuses == {DeliveryStatus.DEAD_LETTERED}:
+        return Outcome.DEAD_LETTERED
+    return Outcome.PARTIAL

@@ -1,0 +1,115 @@
+"""Services: the external HTTP APIs and AMQP brokers that rules deliver to."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+
+from hub.core.models.event import Text
+
+MAX_ATTEMPTS_CAP = 5
+
+
+class ServiceType(StrEnum):
+    HTTP = "http"
+    AMQP = "amqp"
+
+
+ServiceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+
+
+class AuthType(StrEnum):
+    NONE = "none"
+    BEARER = "bearer"
+    APIKEY = "apikey"
+
+
+def check_base_url(service_type: ServiceType, url: str) -> None:
+    """Reject URLs that cannot work for the service type, with the reason."""
+    schemes = {"http", "https"} if service_type is ServiceType.HTTP else {"amqp", "amqps"}
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        allowed = " or ".join(sorted(f"{s}://" for s in schemes))
+        raise ValueError(
+            f"invalid URL {mask_url(url)!r}: a {service_type.value} service needs {allowed}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"invalid URL {mask_url(url)!r}: no host")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced, for display."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+class ServiceFields(BaseModel):
+    """What a service is made of; ServiceIn adds the checks for new input."""
+
+    name: ServiceName
+    type: ServiceType = ServiceType.HTTP
+    base_url: Text
+    auth_type: AuthType = AuthType.NONE
+    token: SecretStr | None = None
+    inbound_token: SecretStr | None = None
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    max_attempts: int = Field(default=5, ge=1, le=MAX_ATTEMPTS_CAP)
+    backoff: float = Field(default=1.0, ge=0, le=3600)
+    cb_threshold: int = Field(default=5, ge=1, le=1000)
+    cb_cooldown: float = Field(default=30.0, gt=0, le=86400)
+    response_queue: Text | None = Field(default=None, max_length=255)
+    enabled: bool = True
+
+
+class ServiceIn(ServiceFields):
+    """A service as an operator creates it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        check_base_url(self.type, self.base_url)
+        if self.auth_type is not AuthType.NONE and not self.token:
+            raise ValueError(f"auth type {self.auth_type.value!r} needs a token")
+        if self.type is ServiceType.HTTP and self.response_queue:
+            raise ValueError("a response queue is only for AMQP services")
+        return self
+
+
+class ServicePatch(BaseModel):
+    """A change to a service: only the fields given change (name and type never do)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: Text | None = None
+    auth_type: AuthType | None = None
+    token: SecretStr | None = None
+    inbound_token: SecretStr | None = None
+    timeout: float | None = Field(default=None, gt=0, le=300)
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_CAP)
+    backoff: float | None = Field(default=None, ge=0, le=3600)
+    cb_threshold: int | None = Field(default=None, ge=1, le=1000)
+    cb_cooldown: float | None = Field(default=None, gt=0, le=86400)
+    response_queue: Text | None = Field(default=None, max_length=255)
+    enabled: bool | None = None
+
+
+class Service(ServiceFields):
+    """A stored service (not re-checked: a row that was valid when written stays usable).
+
+    Its credentials are as stored: ``token``, ``inbound_token`` and ``secret_url`` hold
+    ciphertext (hub.secrets opens them), ``base_url`` has any password masked. All three are
+    SecretStr, so they print and serialise as ``**********``.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    secret_url: SecretStr | None = None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,1 @@
+"""``hub dev``: the whole hub on a laptop, with an optional demo."""

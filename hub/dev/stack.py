@@ -1,0 +1,118 @@
+"""``hub dev``: the whole hub in one process, on embedded servers where none are configured.
+
+Temporal's dev server (with its UI) and PostgreSQL start as children; the worker, the API and
+the schedules run in this process. Everything stops together on Ctrl+C or SIGTERM.
+"""
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from hub.api import create_app
+from hub.config import Settings
+from hub.dev.background import serve_in_background, stop_server
+from hub.dev.demo import start_demo
+from hub.engine.worker import running_worker
+from hub.runtime.connections import database_url
+from hub.runtime.embedded import DevStackError, TemporalDevServer, port_in_use
+from hub.secrets import ensure_api_token, ensure_key_file
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    """Where ``hub dev`` listens; every one configurable so two stacks can coexist."""
+
+    temporal: int = 7233
+    ui: int = 8233
+    api: int = 8000
+    demo: int = 8099
+
+
+def run_dev(
+    settings: Settings,
+    ports: DevPorts,
+    *,
+    host: str = "127.0.0.1",
+    demo: bool = False,
+    say: Callable[[str], None] = print,
+) -> None:
+    """``hub dev``: embedded servers where none are configured, then worker + API until a
+    signal; everything it started is stopped on the way out."""
+    data_dir = settings.data_dir.resolve()
+    busy = [p for p in (ports.api, *((ports.demo,) if demo else ())) if port_in_use(p, host)]
+    temporal = None
+    if settings.temporal_address is None:
+        busy += [p for p in (ports.temporal, ports.ui) if port_in_use(p, host)]
+    if busy:
+        raise DevStackError(
+            f"port(s) {', '.join(map(str, busy))} on {host} already in use: stop what uses "
+            "them or pick others (hub dev --help lists the port options)"
+        )
+    updates: dict[str, Any] = {"data_dir": data_dir}
+    if settings.secret_key is None:
+        ensure_key_file(data_dir)
+    if settings.api_token is None:
+        updates["api_token"] = SecretStr(ensure_api_token(data_dir))
+    try:
+        if settings.temporal_address is None:
+            temporal = TemporalDevServer(
+                host=host,
+                port=ports.temporal,
+                ui_port=ports.ui,
+                db_file=data_dir / "temporal.db",
+                log_file=data_dir / "temporal.log",
+            )
+            say(f"starting the Temporal dev server on {temporal.address} …")
+            temporal.start()
+            updates["temporal_address"] = temporal.address
+        if settings.database_url is None:
+            say(f"starting embedded PostgreSQL in {data_dir / 'postgres'} …")
+        updates["database_url"] = database_url(settings)
+        settings = settings.model_copy(update=updates)
+        ui = f"http://{host}:{ports.ui}" if temporal else "(your Temporal's UI)"
+        asyncio.run(_serve_dev(settings, host, ports, demo, ui, say))
+    finally:
+        if temporal is not None:
+            temporal.stop()
+
+
+async def _serve_dev(
+    settings: Settings,
+    host: str,
+    ports: DevPorts,
+    demo: bool,
+    ui: str,
+    say: Callable[[str], None],
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(settings), contextlib.AsyncExitStack() as stack:
+        server, task = await serve_in_background(create_app(settings), host, ports.api)
+        stack.push_async_callback(stop_server, server, task)
+        if demo:
+            await stack.enter_async_context(start_demo(settings, host, ports.demo, say))
+        assert settings.api_token is not None
+        api = f"http://{host}:{ports.api}"
+        say(
+            "\n".join(
+                [
+                    "",
+                    "hub is running (Ctrl+C stops everything):",
+                    f"  Temporal UI  {ui}",
+                    f"  API          {api}   (docs: {api}/docs)",
+                    f"  Metrics      {api}/metrics",
+                    f"  API token    {settings.api_token.get_secret_value()}",
+                    f"  Data         {settings.data_dir}",
+                    "",
+                ]
+            )
+        )
+        await stop.wait()
+        say("stopping …")

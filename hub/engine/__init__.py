@@ -1,0 +1,1 @@
+"""What drives Temporal: the worker, the client SDK, schedules, namespace set-up, DLQ replays."""

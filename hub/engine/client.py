@@ -1,0 +1,132 @@
+"""The Python client SDK: emit events into the hub.
+
+async with HubClient.connect() as hub:
+    result = await hub.emit("order.created", {"id": 42}, event_id="order-42")
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from hub.config import Settings
+from hub.core.models import DispatchInput, DispatchResult, EmitResult, Event
+from hub.core.visibility import HUB_EVENT_ID, HUB_EVENT_NAME, HUB_SERVICES
+from hub.runtime.connections import connect_temporal, database_url
+from hub.runtime.rule_index import RuleIndex
+from hub.store import Store
+from workflows.dispatch import DispatchEventWorkflow
+
+
+def workflow_id_for(event_id: str) -> str:
+    """One workflow per event id: a second submission finds the first."""
+    return f"event-{event_id}"
+
+
+class HubClient:
+    """Emits events: checks the cached rule index, then starts one workflow per event."""
+
+    def __init__(self, temporal: Client, index: RuleIndex, task_queue: str) -> None:
+        self.temporal = temporal
+        self.index = index
+        self.task_queue = task_queue
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        settings: Settings | None = None,
+        *,
+        temporal: Client | None = None,
+        store: Store | None = None,
+    ) -> AsyncIterator["HubClient"]:
+        """Connect to Temporal and the rule store (both from settings unless given)."""
+        settings = settings or Settings()
+        temporal = temporal or await connect_temporal(settings)
+        async with AsyncExitStack() as stack:
+            if store is None:
+                store = await stack.enter_async_context(
+                    Store.open(database_url(settings), max_size=2)
+                )
+            index = RuleIndex(store, ttl=settings.rule_cache_seconds)
+            await index.start()
+            stack.push_async_callback(index.close)
+            yield cls(temporal, index, settings.task_queue)
+
+    async def emit(
+        self,
+        name: str,
+        data: dict[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        occurred_at: datetime | None = None,
+        wait: bool = False,
+    ) -> EmitResult:
+        """Submit an event. Raises pydantic.ValidationError on a malformed event.
+
+        An event that matches no rule starts nothing; a known event id starts nothing new.
+        With ``wait``, returns once every delivery is delivered or dead-lettered.
+        """
+        event = Event.model_validate(
+            {
+                "id": event_id or str(uuid4()),
+                "name": name,
+                "data": data if data is not None else {},
+                **({"occurred_at": occurred_at} if occurred_at else {}),
+            }
+        )
+        targets = await self.index.match(event.name)
+        if not targets:
+            return EmitResult(event_id=event.id, workflow_id=None, matched=False)
+        services = sorted({t.service.name for t in targets})
+        workflow_id = workflow_id_for(event.id)
+        duplicate = False
+        try:
+            handle = await self.temporal.start_workflow(
+                DispatchEventWorkflow.run,
+                DispatchInput(event=event, config_version=self.index.version),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(HUB_EVENT_NAME, event.name),
+                        SearchAttributePair(HUB_EVENT_ID, event.id),
+                        SearchAttributePair(HUB_SERVICES, services),
+                    ]
+                ),
+            )
+            duplicate = not _was_started(handle)
+        except WorkflowAlreadyStartedError:
+            duplicate = True
+            handle = self.temporal.get_workflow_handle_for(DispatchEventWorkflow.run, workflow_id)
+        result: DispatchResult | None = await handle.result() if wait else None
+        return EmitResult(
+            event_id=event.id,
+            workflow_id=workflow_id,
+            matched=True,
+            duplicate=duplicate,
+            services=services,
+            result=result,
+        )
+
+
+def _was_started(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether start_workflow created the execution, rather than joining a running one.
+
+    With USE_EXISTING the server answers ``started=false`` for a running duplicate; the SDK
+    keeps that response on the handle without a public accessor.
+    """
+    response = getattr(handle, "_start_workflow_response", None)
+    return bool(getattr(response, "started", True))

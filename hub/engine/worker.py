@@ -1,0 +1,144 @@
+"""The hub worker: shared clients, activities and workflows on one task queue."""
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import DeliveryActivities, DeliveryAttempt, ResponseActivities, StoreActivities
+from hub.config import Settings
+from hub.engine.namespace import ensure_search_attributes
+from hub.engine.schedules import ensure_schedules
+from hub.runtime.breaker import CircuitBreaker
+from hub.runtime.connections import connect_temporal, database_url
+from hub.runtime.process import configure_logging, exit_now
+from hub.runtime.rule_index import RuleIndex
+from hub.secrets import SecretBox
+from hub.store import Store, migrate
+from hub.transport.amqp import AmqpPool, AmqpTransport
+from hub.transport.http import HttpTransport
+from workflows.consume import ConsumeResponsesWorkflow
+from workflows.dispatch import DispatchEventWorkflow
+from workflows.prune import PruneLogWorkflow
+from workflows.replay import ReplayDeadLetterWorkflow
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+# The sandbox re-imports a workflow's module, and every module it imports that is not passed
+# through, for each workflow run. Our own modules are deterministic and keep no state, so they
+# are imported once; only the workflow modules themselves are re-run.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "hub", "activities", "workflows.delivery"
+    )
+)
+WORKFLOWS = [
+    DispatchEventWorkflow,
+    ConsumeResponsesWorkflow,
+    ReplayDeadLetterWorkflow,
+    PruneLogWorkflow,
+]
+
+
+@dataclass(frozen=True)
+class RunningWorker:
+    """A started worker and the shared clients whose state is worth inspecting."""
+
+    worker: Worker
+    amqp: AmqpPool
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """The worker's one HTTP client: pooled connections, redirects never followed."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=settings.http_max_connections,
+            max_keepalive_connections=settings.http_max_connections,
+        ),
+        follow_redirects=False,
+    )
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: Settings, *, temporal: Client | None = None, dsn: str | None = None
+) -> AsyncIterator[RunningWorker]:
+    """A started worker with its store, rule index and HTTP client; all closed on exit."""
+    dsn = dsn or database_url(settings)
+    await migrate(dsn)
+    temporal = temporal or await connect_temporal(settings)
+    await ensure_search_attributes(temporal, settings.temporal_namespace)
+    await ensure_schedules(temporal, settings)
+    async with AsyncExitStack() as stack:
+        box = SecretBox.from_settings(settings)
+        store = await stack.enter_async_context(Store.open(dsn, box=box, min_size=2, max_size=20))
+        index = RuleIndex(store, ttl=settings.rule_cache_seconds)
+        await index.start()
+        stack.push_async_callback(index.close)
+        http = await stack.enter_async_context(http_client(settings))
+        amqp = AmqpPool(name=f"temporal-hub worker {os.getpid()}")
+        stack.push_async_callback(amqp.close)
+        attempt = DeliveryAttempt(store, index, CircuitBreaker(store), box)
+        deliveries = DeliveryActivities(attempt, HttpTransport(http), AmqpTransport(amqp))
+        responses = ResponseActivities(store, index, amqp, box)
+        bookkeeping = StoreActivities(store, index)
+        worker = Worker(
+            temporal,
+            task_queue=settings.task_queue,
+            workflows=WORKFLOWS,
+            workflow_runner=SANDBOX,
+            activities=[
+                bookkeeping.plan,
+                bookkeeping.dead_letter,
+                bookkeeping.replay_delivery,
+                bookkeeping.finish_replay,
+                bookkeeping.prune_log,
+                deliveries.deliver_http,
+                deliveries.deliver_amqp,
+                responses.response_queues,
+                responses.consume,
+            ],
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            max_concurrent_local_activities=settings.max_concurrent_local_activities,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+        async with worker:
+            yield RunningWorker(worker=worker, amqp=amqp)
+
+
+async def run(settings: Settings | None = None) -> None:
+    """Run until SIGINT or SIGTERM, then let running activities finish (graceful shutdown)."""
+    settings = settings or Settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(settings):
+        log.info(
+            "worker on task queue %r at %s (namespace %r)",
+            settings.task_queue,
+            settings.resolved_temporal_address,
+            settings.temporal_namespace,
+        )
+        await stop.wait()
+        log.info(
+            "shutting down: waiting up to %ss for running activities", GRACEFUL_SHUTDOWN.seconds
+        )
+
+
+def main() -> None:
+    """``python worker.py`` and ``hub worker``."""
+    configure_logging()
+    asyncio.run(run())
+    exit_now(0)

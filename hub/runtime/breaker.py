@@ -1,0 +1,115 @@
+"""One circuit breaker per service, its state in PostgreSQL so every worker shares it.
+
+closed -> open after ``cb_threshold`` consecutive failures; open refuses without network I/O
+until ``cb_cooldown`` has passed; then half-open grants exactly one probe (a slot that expires
+after the service timeout plus a margin, so a dead worker cannot wedge it); the probe's
+success closes the circuit, its failure re-opens it and restarts the cooldown.
+
+Cost on the hot path: outcomes ride on the statement that writes the attempt's log row, and
+every statement returns the circuit's new state, which this worker then trusts for
+``cache_seconds`` (default 1 s). A delivery to a healthy service therefore usually costs no
+extra round trip; at most one check per service per ``cache_seconds`` goes to the database.
+The price is that another worker's opening of a circuit (or a manual reset) can take up to
+``cache_seconds`` to be noticed here.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from hub.core.models import CircuitReading, CircuitState, LogEntryIn, Service
+from hub.store import Store
+
+PROBE_MARGIN = 10.0
+# The error type of an attempt the circuit refused, as Temporal records it.
+CIRCUIT_OPEN = "CircuitOpen"
+
+
+class CircuitOpenError(Exception):
+    """The circuit refused the call; retry after ``retry_in`` seconds."""
+
+    def __init__(self, service: str, state: CircuitState, retry_in: float) -> None:
+        super().__init__(f"circuit {state.value} for service {service!r}: retry in {retry_in:.1f}s")
+        self.service = service
+        self.state = state
+        self.retry_in = retry_in
+
+
+@dataclass(frozen=True)
+class Permit:
+    """Leave to make one call; ``probe_owner`` is set when the call is the half-open probe."""
+
+    service_id: int
+    probe_owner: str | None = None
+
+
+@dataclass(frozen=True)
+class _Cached:
+    reading: CircuitReading
+    at: float
+
+
+class CircuitBreaker:
+    """Transport-neutral: ask ``admit`` before a call, ``record`` its outcome after it."""
+
+    def __init__(
+        self, store: Store, *, cache_seconds: float = 1.0, probe_margin: float = PROBE_MARGIN
+    ) -> None:
+        self._store = store
+        self._cache_seconds = cache_seconds
+        self._probe_margin = probe_margin
+        self._cache: dict[int, _Cached] = {}
+
+    async def admit(self, service: Service) -> Permit:
+        """A permit for one call, or CircuitOpenError without any I/O towards the service."""
+        now = time.monotonic()
+        cached = self._cache.get(service.id)
+        if cached is not None and now - cached.at < self._cache_seconds:
+            reading = cached.reading
+            if reading.state is CircuitState.CLOSED:
+                return Permit(service.id)
+            remaining = reading.retry_in - (now - cached.at)
+            if reading.state is CircuitState.OPEN and remaining > 0:
+                raise CircuitOpenError(service.name, reading.state, remaining)
+
+        owner = uuid.uuid4().hex
+        probe_ttl = service.timeout + self._probe_margin
+        admitted = await self._store.circuits.admit(
+            service.id, cooldown=service.cb_cooldown, probe_ttl=probe_ttl, owner=owner
+        )
+        if admitted is None or admitted.state is CircuitState.CLOSED:
+            self._remember(service.id, admitted)
+            return Permit(service.id)
+        reading = admitted
+        if reading.probe:
+            return Permit(service.id, probe_owner=owner)
+        self._remember(service.id, reading)
+        # Losing the race for the probe reads "open, 0 s left": wait for the probe's verdict.
+        retry_in = reading.retry_in or min(probe_ttl, service.cb_cooldown)
+        raise CircuitOpenError(service.name, reading.state, retry_in)
+
+    async def record(
+        self, service: Service, permit: Permit, *, healthy: bool, log: LogEntryIn
+    ) -> CircuitReading | None:
+        """Write the attempt's log row and the call's outcome together.
+
+        ``healthy`` is False only for failures that say something about the service: 5xx,
+        408, 429, timeouts, refused or dropped connections, broker errors. A request that the
+        service answered and rejected (a 4xx caused by our payload) counts as healthy.
+        """
+        reading = await self._store.circuits.record_attempt(
+            log,
+            service_id=permit.service_id,
+            healthy=healthy,
+            probe_owner=permit.probe_owner,
+            threshold=service.cb_threshold,
+            cooldown=service.cb_cooldown,
+        )
+        self._remember(service.id, reading)
+        return reading
+
+    def _remember(self, service_id: int, reading: CircuitReading | None) -> None:
+        if reading is None or reading.state is CircuitState.HALF_OPEN:
+            self._cache.pop(service_id, None)
+        else:
+            self._cache[service_id] = _Cached(reading, time.monotonic())

@@ -1,0 +1,141 @@
+"""Circuit state, one row per service: every transition is one statement, so concurrent
+workers serialise on the row lock and re-check their conditions against the committed state.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from hub.core.models import Circuit, CircuitReading, LogEntryIn
+from hub.store.delivery_log import INSERT_LOG, log_row
+from hub.store.errors import NotFoundError
+
+
+def _retry_in(cooldown: str) -> str:
+    """SQL for the seconds a refused caller should wait.
+
+    Open: until the cooldown has passed. Half-open: until the probe's slot expires, but no
+    longer than one cooldown, since a probe usually answers long before its slot runs out.
+    """
+    return f"""
+        (CASE state
+            WHEN 'open' THEN GREATEST(0, EXTRACT(EPOCH FROM
+                opened_at + make_interval(secs => {cooldown}) - now()))
+            WHEN 'half_open' THEN LEAST({cooldown}, GREATEST(0, EXTRACT(EPOCH FROM
+                probe_expires_at - now())))
+            ELSE 0 END)::float8 AS retry_in"""
+
+
+class CircuitStore:
+    """The SQL of the circuit breaker (hub.runtime.breaker decides when to call it)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def admit(
+        self, service_id: int, *, cooldown: float, probe_ttl: float, owner: str
+    ) -> CircuitReading | None:
+        """Grant the half-open probe to owner if the circuit may send one; else read it."""
+        row = await self._pool.fetchrow(
+            f"""WITH claim AS (
+                    UPDATE circuit_state
+                    SET state = 'half_open', probe_owner = $4,
+                        probe_expires_at = now() + make_interval(secs => $3), updated_at = now()
+                    WHERE service_id = $1
+                      AND ((state = 'open' AND opened_at + make_interval(secs => $2) <= now())
+                        OR (state = 'half_open' AND probe_expires_at <= now()))
+                    RETURNING state, failures, opened_at, probe_expires_at, true AS probe),
+                reading AS (
+                    SELECT * FROM claim
+                    UNION ALL
+                    SELECT state, failures, opened_at, probe_expires_at, false FROM circuit_state
+                    WHERE service_id = $1 AND NOT EXISTS (SELECT 1 FROM claim))
+                SELECT state, failures, opened_at, probe, {_retry_in("$2")} FROM reading""",
+            service_id,
+            cooldown,
+            probe_ttl,
+            owner,
+        )
+        return CircuitReading.model_validate(dict(row)) if row else None
+
+    async def record_attempt(
+        self,
+        log: LogEntryIn,
+        *,
+        service_id: int,
+        healthy: bool,
+        probe_owner: str | None,
+        threshold: int,
+        cooldown: float,
+    ) -> CircuitReading | None:
+        """Write an attempt's log row and feed its outcome to the circuit, in one round trip.
+
+        closed: a failure counts, the threshold-th opens; a success resets the count.
+        half_open: only the probe's outcome counts: success closes, failure re-opens.
+        open: nothing changes (late results of calls made before it opened).
+        """
+        row = await self._pool.fetchrow(
+            f"""WITH log AS ({INSERT_LOG}),
+                updated AS (
+                    UPDATE circuit_state SET
+                        state = CASE
+                            WHEN state = 'half_open' AND $2 THEN 'closed'
+                            WHEN state = 'half_open' OR (failures + 1 >= $4 AND NOT $2)
+                            THEN 'open'
+                            ELSE state END,
+                        failures = CASE
+                            WHEN $2 THEN 0
+                            WHEN state = 'closed' THEN failures + 1
+                            ELSE failures END,
+                        opened_at = CASE
+                            WHEN NOT $2 AND (state = 'half_open' OR failures + 1 >= $4)
+                            THEN now()
+                            WHEN $2 THEN NULL
+                            ELSE opened_at END,
+                        probe_owner = CASE WHEN state = 'half_open' THEN NULL ELSE probe_owner END,
+                        probe_expires_at = CASE
+                            WHEN state = 'half_open' THEN NULL ELSE probe_expires_at END,
+                        updated_at = now()
+                    WHERE service_id = $5
+                      AND ((state = 'closed' AND (NOT $2 OR failures > 0))
+                        OR (state = 'half_open' AND probe_owner = $3))
+                    RETURNING state, failures, opened_at, probe_expires_at),
+                reading AS (
+                    SELECT * FROM updated
+                    UNION ALL
+                    SELECT state, failures, opened_at, probe_expires_at FROM circuit_state
+                    WHERE service_id = $5 AND NOT EXISTS (SELECT 1 FROM updated))
+                SELECT state, failures, opened_at, {_retry_in("$6")} FROM reading""",
+            log_row(log),
+            healthy,
+            probe_owner,
+            threshold,
+            service_id,
+            cooldown,
+        )
+        return CircuitReading.model_validate(dict(row)) if row else None
+
+    async def all(self) -> list[Circuit]:
+        rows = await self._pool.fetch(
+            f"""SELECT s.name AS service, s.cb_threshold AS threshold, s.cb_cooldown AS cooldown,
+                      c.state, c.failures, c.opened_at,
+                      {_retry_in("s.cb_cooldown")}
+               FROM circuit_state c JOIN services s ON s.id = c.service_id
+               ORDER BY s.name"""
+        )
+        return [Circuit.model_validate(dict(r)) for r in rows]
+
+    async def reset(self, name: str | None = None) -> int:
+        """Close one service's circuit (or all, with no name); return how many were reset."""
+        status = await self._pool.execute(
+            """UPDATE circuit_state c
+               SET state = 'closed', failures = 0, opened_at = NULL, probe_owner = NULL,
+                   probe_expires_at = NULL, updated_at = now()
+               FROM services s
+               WHERE s.id = c.service_id AND ($1::text IS NULL OR s.name = $1)""",
+            name,
+        )
+        count = int(status.split()[-1])
+        if name is not None and count == 0:
+            raise NotFoundError(f"no service named {name!r}")
+        return count

@@ -1,0 +1,1 @@
+"""How deliveries leave the hub: HTTP requests and AMQP publishes, behind one small interface."""
