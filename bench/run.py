@@ -709,6 +709,8 @@ async def start_stack(
         "HUB_DATABASE_URL": dsn,
         "HUB_TEMPORAL_ADDRESS": address,
         "HUB_TASK_QUEUE": hub_queue,
+        # The sink is on loopback, which a worker's egress guard refuses unless allowed.
+        "HUB_EGRESS_ALLOW": "127.0.0.1",
     }
     workers = [
         children.start(f"worker-{i}", [sys.executable, "worker.py"], tmp / f"worker-{i}.log", env)

@@ -3,8 +3,10 @@
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.core.egress import EgressPolicy
 
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 
@@ -19,6 +21,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "hub"
     api_token: SecretStr | None = None
+    metrics_public: bool = False
     secret_key: SecretStr | None = None
     data_dir: Path = Path(".hub")
 
@@ -31,6 +34,21 @@ class Settings(BaseSettings):
     rule_cache_seconds: float = Field(default=30.0, ge=0)
     responses_max_per_run: int = Field(default=500, ge=1)
     responses_every: float = Field(default=60.0, ge=1)
+    egress_allow: str = ""
+    """CIDRs and host names deliveries may reach although the egress guard refuses them."""
+    response_max_bytes: int = Field(default=64 * 1024, ge=0)
+    """How much of a response body an HTTP delivery reads before it closes the connection."""
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _valid_egress_allow(cls, value: str) -> str:
+        EgressPolicy.parse(value)
+        return value
+
+    @property
+    def egress_policy(self) -> EgressPolicy:
+        """The egress guard's allow-list (HUB_EGRESS_ALLOW)."""
+        return EgressPolicy.parse(self.egress_allow)
 
     @cached_property
     def resolved_temporal_address(self) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import asyncpg
 import typer
+from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from hub.cli import app
@@ -43,7 +44,9 @@ def dev_command(
 
     configure_logging()
     ports = DevPorts(temporal=temporal_port, ui=ui_port, api=api_port, demo=demo_port)
-    with reported(DevStackError, SecretKeyError, OSError, asyncpg.PostgresError, RPCError):
+    with reported(
+        DevStackError, SecretKeyError, ValidationError, OSError, asyncpg.PostgresError, RPCError
+    ):
         run_dev(
             cli_state(ctx).settings,
             ports,
@@ -65,7 +68,7 @@ def api_command(
     from hub.api import serve
 
     configure_logging()
-    with reported(RuntimeError, OSError, asyncpg.PostgresError, RPCError):
+    with reported(RuntimeError, ValidationError, OSError, asyncpg.PostgresError, RPCError):
         serve(cli_state(ctx).settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
 
 

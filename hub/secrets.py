@@ -12,13 +12,15 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 
 from hub.config import Settings
-from hub.core.models import Service, mask_url
+from hub.core.models import Service, SigningKey, mask_url
+from hub.core.signing import Signer, parse_hmac_secret, signer
 
 KEY_FILE = "secret.key"
 API_TOKEN_FILE = "api.token"
@@ -30,22 +32,33 @@ class SecretKeyError(RuntimeError):
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a call to a service needs in clear: its URL (with any password) and its token."""
+    """What a call to a service needs in clear: its URL (with any password), its token, and
+    the signers of its active signing keys (current first; none: deliveries go unsigned)."""
 
     url: str
     token: str
+    signers: tuple[Signer, ...] = ()
 
 
 class SecretBox:
-    """Seals and opens credentials with one Fernet key (or refuses, with no key)."""
+    """Seals with the newest key and opens with any listed key (or refuses, with no key).
 
-    def __init__(self, key: str | None) -> None:
+    ``keys`` is HUB_SECRET_KEY: one Fernet key, or several separated by commas or spaces,
+    newest first. Listing a new key first and keeping the old one behind it lets every
+    process read what was sealed before; ``hub secrets rotate`` then re-seals the rows with
+    the new key, after which the old one can go.
+    """
+
+    def __init__(self, keys: str | None) -> None:
+        listed = (keys or "").replace(",", " ").split()
         try:
-            self._fernet = Fernet(key.encode()) if key else None
+            self._fernets = [Fernet(key.encode()) for key in listed]
         except ValueError:
             raise SecretKeyError(
-                "HUB_SECRET_KEY is not a valid key (32 url-safe base64-encoded bytes)"
+                "HUB_SECRET_KEY is not a valid key list (each key is 32 url-safe base64-encoded "
+                "bytes; several keys are separated by commas, newest first)"
             ) from None
+        self._fernet = MultiFernet(self._fernets) if self._fernets else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SecretBox":
@@ -63,9 +76,22 @@ class SecretBox:
             return self._require().decrypt(value.encode()).decode()
         except InvalidToken:
             raise SecretKeyError(
-                "a stored credential cannot be decrypted: HUB_SECRET_KEY is not the key it "
-                "was stored with"
+                "a stored credential cannot be decrypted: no key in HUB_SECRET_KEY is the one "
+                "it was stored with"
             ) from None
+
+    def reseal(self, sealed: str) -> str | None:
+        """The value sealed with the newest key, or None if it already is."""
+        newest = self._require_newest()
+        try:
+            newest.decrypt(sealed.encode())
+        except InvalidToken:
+            return self.seal(self.open(sealed))
+        return None
+
+    def _require_newest(self) -> Fernet:
+        self._require()
+        return self._fernets[0]
 
     def seal_url(self, url: str) -> tuple[str, str | None]:
         """(the URL to show and store in ``base_url``, its sealed form if it has a password)."""
@@ -75,22 +101,49 @@ class SecretBox:
     def seal_secret(self, secret: SecretStr | None) -> str | None:
         return self.seal(secret.get_secret_value()) if secret else None
 
-    def credentials(self, service: Service) -> Credentials:
-        """The service's URL and token in clear, for one call."""
+    def credentials(self, service: Service, now: datetime | None = None) -> Credentials:
+        """The service's URL, token and signers in clear, for one call.
+
+        A key whose expiry has passed no longer signs, even while the rule index that holds
+        it has not reloaded yet.
+        """
         url = self.open(service.secret_url) if service.secret_url else service.base_url
-        return Credentials(url=url, token=self.open(service.token) if service.token else "")
+        moment = now or datetime.now(UTC)
+        return Credentials(
+            url=url,
+            token=self.open(service.token) if service.token else "",
+            signers=tuple(self.signer(k) for k in service.signing_keys if k.active(moment)),
+        )
+
+    def signer(self, key: SigningKey) -> Signer:
+        """The signer of a stored signing key."""
+        return signer(key.scheme, self.open(key.secret))
+
+    def inbound_secret(self, service: Service) -> bytes | None:
+        """The key signed webhooks to this service are verified with; None if it has none."""
+        if service.inbound_secret is None:
+            return None
+        return parse_hmac_secret(self.open(service.inbound_secret))
 
     def inbound_token(self, service: Service) -> str | None:
         """The token a webhook sender must present, in clear; None if the service has none."""
         return self.open(service.inbound_token) if service.inbound_token else None
 
-    def _require(self) -> Fernet:
+    def _require(self) -> MultiFernet:
         if self._fernet is None:
             raise SecretKeyError(
                 "no secret key: set HUB_SECRET_KEY (python -c 'from cryptography.fernet import "
                 "Fernet; print(Fernet.generate_key().decode())'), or run hub dev once"
             )
         return self._fernet
+
+
+def private_dir(path: Path) -> Path:
+    """The directory, created if missing and made 0700 in any case: HUB_DATA_DIR holds the
+    secret key, the API token, and the dev servers' databases with every event's payload."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
 
 
 def ensure_key_file(data_dir: Path) -> str:
@@ -105,7 +158,7 @@ def ensure_api_token(data_dir: Path) -> str:
 
 def _private_file(path: Path, make: Callable[[], str]) -> str:
     """The file's content; the file is created (mode 600, never overwritten) if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -23,10 +23,12 @@ from hub.runtime.connections import connect_temporal
 from hub.runtime.embedded import TemporalDevServer, embedded_database_url, free_port, port_in_use
 from hub.secrets import SecretBox
 from hub.store import Store
+from tests.cli_runner import Run, run_hub
 from tests.sink import HttpSink
 
 RUN_ID = secrets.token_hex(4)
 SECRET_KEY = Fernet.generate_key().decode()
+LOOPBACK_ALLOWED = "127.0.0.1/32 ::1/128"
 
 
 def _server_url() -> str:
@@ -94,6 +96,9 @@ def settings(database_url: str, temporal_server: TemporalDevServer) -> Settings:
         task_queue=f"hub-test-{RUN_ID}",
         rule_cache_seconds=30,
         secret_key=SECRET_KEY,
+        # The sinks are on 127.0.0.1, which the egress guard refuses by default. Only that
+        # address (and ::1): tests/test_egress.py reaches for 127.0.0.2 to see a refusal.
+        egress_allow=LOOPBACK_ALLOWED,
     )
 
 
@@ -107,7 +112,7 @@ async def worker(settings: Settings) -> AsyncIterator[RunningWorker]:
 @pytest.fixture(scope="session")
 async def store(settings: Settings, worker: RunningWorker) -> AsyncIterator[Store]:
     box = SecretBox.from_settings(settings)
-    async with Store.open(settings.database_url, box=box) as store:
+    async with Store.open(settings.database_url, box=box, egress=settings.egress_policy) as store:
         yield store
 
 
@@ -165,3 +170,21 @@ def make_rule(store: Store, hub: HubClient):
         return rule
 
     return make
+
+
+@pytest.fixture
+def cli(settings: Settings, worker: RunningWorker):
+    """``await cli(*args, stdin=..., env={...})``: the ``hub`` command on this run's servers."""
+    base = os.environ | {
+        "HUB_DATABASE_URL": settings.database_url or "",
+        "HUB_TEMPORAL_ADDRESS": settings.resolved_temporal_address,
+        "HUB_TASK_QUEUE": settings.task_queue,
+        "HUB_SECRET_KEY": settings.secret_key.get_secret_value() if settings.secret_key else "",
+        "HUB_EGRESS_ALLOW": settings.egress_allow,  # the sinks are on 127.0.0.1
+        "COLUMNS": "200",
+    }
+
+    async def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> Run:
+        return await run_hub(base | (env or {}), *args, stdin=stdin)
+
+    return run

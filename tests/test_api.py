@@ -103,7 +103,23 @@ async def test_create_app_refuses_to_start_without_a_token(settings, store, temp
         assert (await api.get("/services")).status_code == 200
 
 
-async def test_every_route_but_health_and_metrics_needs_the_api_token(app):
+async def test_metrics_are_public_only_when_configured(api_settings, store, temporal):
+    public = create_app(
+        api_settings.model_copy(update={"metrics_public": True}), store=store, temporal=temporal
+    )
+    async with public.router.lifespan_context(public), client_for(public, headers={}) as api:
+        response = await api.get("/metrics")
+        assert response.status_code == 200
+        assert "hub_dlq_depth" in response.text
+        assert (await api.get("/services")).status_code == 401
+
+
+async def test_create_app_refuses_a_short_token(settings):
+    with pytest.raises(RuntimeError, match="HUB_API_TOKEN is too short: use at least 16"):
+        create_app(settings.model_copy(update={"api_token": SecretStr("x" * 15)}))
+
+
+async def test_every_route_but_health_and_docs_needs_the_api_token(app):
     async with client_for(app, headers={}) as anonymous:
         for method, path in [
             ("GET", "/services"),
@@ -114,6 +130,7 @@ async def test_every_route_but_health_and_metrics_needs_the_api_token(app):
             ("GET", "/logs"),
             ("GET", "/circuits"),
             ("POST", "/circuits/x/reset"),
+            ("GET", "/metrics"),
         ]:
             response = await anonymous.request(method, path)
             assert response.status_code == 401, (method, path)
@@ -130,7 +147,9 @@ async def test_every_route_but_health_and_metrics_needs_the_api_token(app):
         ):
             assert (await anonymous.get("/services", headers=headers)).status_code == 401
         assert (await anonymous.get("/healthz")).status_code == 200
-        assert (await anonymous.get("/metrics")).status_code == 200
+        # Open by choice (README, Security): they describe the API, not this installation.
+        assert (await anonymous.get("/docs")).status_code == 200
+        assert (await anonymous.get("/redoc")).status_code == 200
 
         spec = (await anonymous.get("/openapi.json")).json()
     assert spec["info"] == {
@@ -717,7 +736,7 @@ async def test_metrics_in_prometheus_text_format(app, api, sink, make_service, t
         await dispatch_result(temporal, emitted.json()["workflow_id"])
     await api.post("/events", json={"name": f"{unique}.m", "id": f"{unique}-m1"})
 
-    async with client_for(app, headers={}) as client:
+    async with client_for(app, headers=AUTH) as client:
         response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")

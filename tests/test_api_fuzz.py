@@ -25,7 +25,7 @@ from hub.core.models import RuleIn, ServiceIn
 from hub.secrets import SecretBox
 from hub.store import Store, migrate
 
-TOKEN = "fuzz-api-token"
+TOKEN = "fuzz-api-token-0123456789"
 EXAMPLES_PER_OPERATION = 40
 
 

@@ -523,7 +523,7 @@ def test_api_healthcheck_requests_a_route_the_api_serves(services):
     assert int(match.group(2)) == 8000
     assert "curl" not in text and "wget" not in text, "python:*-slim has neither"
     assert "urllib" in text
-    paths = create_app(Settings(api_token="t")).openapi()["paths"]
+    paths = create_app(Settings(api_token="compose-check-token-0123")).openapi()["paths"]
     assert "get" in paths.get(match.group(3), {}), f"the API serves no GET {match.group(3)}"
 
 

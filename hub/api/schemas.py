@@ -28,6 +28,8 @@ from hub.core.models import (
     check_json_value,
     mask_url,
 )
+from hub.core.models.service import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS
+from hub.core.signing import SigningScheme
 
 MAX_ID = 2**63 - 1  # PostgreSQL bigserial
 
@@ -97,6 +99,17 @@ def emit_responses(not_started: str, *codes: int) -> dict[int | str, dict[str, A
     return {200: {"model": EmitOut, "description": not_started}, **problems(*codes)}
 
 
+class SigningKeyOut(BaseModel):
+    """A key that signs the service's deliveries (its secret is never shown)."""
+
+    scheme: SigningScheme
+    public_key: str | None = Field(description="For ed25519: the whpk_ key receivers verify with.")
+    created_at: datetime
+    expires_at: datetime | None = Field(
+        description="null for the current key; a key rotated out signs until then."
+    )
+
+
 class ServiceOut(BaseModel):
     """A service as the API shows it: whether credentials are set, never the credentials."""
 
@@ -107,6 +120,12 @@ class ServiceOut(BaseModel):
     auth_type: AuthType
     has_token: bool
     has_inbound_token: bool
+    has_inbound_secret: bool = Field(
+        description="Whether signed webhooks (Standard Webhooks) are verified for this service."
+    )
+    signing_keys: list[SigningKeyOut] = Field(
+        description="The active keys that sign deliveries, current first; empty: unsigned."
+    )
     timeout: float
     max_attempts: int
     backoff: float
@@ -120,15 +139,48 @@ class ServiceOut(BaseModel):
     @classmethod
     def of(cls, service: Service) -> Self:
         """The service with its credentials reduced to whether they are set."""
-        values = service.model_dump(exclude={"token", "inbound_token", "secret_url"})
+        values = service.model_dump(
+            exclude={"token", "inbound_token", "inbound_secret", "secret_url"}
+        )
         return cls.model_validate(
             values
             | {
                 "base_url": mask_url(service.base_url),
                 "has_token": service.token is not None,
                 "has_inbound_token": service.inbound_token is not None,
+                "has_inbound_secret": service.inbound_secret is not None,
             }
         )
+
+
+class ServiceSaved(ServiceOut):
+    """A service just written; a signing key made by this write is shown here, once."""
+
+    signing_secret: str | None = Field(
+        default=None,
+        description="The new key's whsec_ secret (hmac) or whpk_ public key (ed25519), shown "
+        "only in this response; absent when this write made no key.",
+    )
+
+    @classmethod
+    def of(cls, service: Service) -> Self:
+        saved = super().of(service)
+        if service.issued_secret is not None:
+            saved.signing_secret = service.issued_secret.get_secret_value()
+        return saved
+
+
+class RotateIn(BaseModel):
+    """How long the keys being replaced keep signing beside the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace: float = Field(
+        default=DEFAULT_GRACE_SECONDS,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="Seconds; 0 stops the old keys at once.",
+    )
 
 
 class ReplayStarted(BaseModel):

@@ -32,7 +32,10 @@ class CliState:
         """A store on its own small pool: a command makes a few queries, then the run ends."""
         settings = self.settings
         box = SecretBox.from_settings(settings)
-        async with Store.open(database_url(settings), box=box, max_size=max_size) as store:
+        policy = settings.egress_policy
+        async with Store.open(
+            database_url(settings), box=box, egress=policy, max_size=max_size
+        ) as store:
             yield store
 
     async def with_store(self, action: Callable[[Store], Awaitable[T]]) -> T:

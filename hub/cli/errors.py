@@ -6,6 +6,7 @@ from contextlib import contextmanager
 import asyncpg
 import typer
 from pydantic import ValidationError
+from rich.text import Text
 from temporalio.service import RPCError
 
 from hub.cli.output import err_console
@@ -55,5 +56,6 @@ def reported(*expected: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except expected as error:
-        err_console.print(f"[red]error:[/red] {one_line(error)}", highlight=False)
+        message = Text.assemble(("error:", "red"), " ", one_line(error))
+        err_console.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

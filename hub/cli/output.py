@@ -9,9 +9,12 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-out = Console()
-err_console = Console(stderr=True)
+# No markup: names, patterns and error messages are printed as they are (rich would take
+# "[a-z0-9_.-]" in a validation message, or "[b]" in an event pattern, for a style).
+out = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -42,4 +45,5 @@ def print_fields(values: dict[str, Any]) -> None:
     width = max(len(k) for k in values)
     for key, value in values.items():
         shown = "" if value is None else value
-        out.print(f"[bold]{key.ljust(width)}[/bold]  {shown}", highlight=False, soft_wrap=True)
+        line = Text.assemble((key.ljust(width), "bold"), "  ", str(shown))
+        out.print(line, highlight=False, soft_wrap=True)

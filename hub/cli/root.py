@@ -5,7 +5,7 @@
 
 import typer
 
-from hub.cli import circuits, dlq, events, responses, rules, run, services, templates
+from hub.cli import circuits, dlq, events, responses, rules, run, secrets, services, templates
 from hub.cli.async_typer import AsyncTyper
 from hub.cli.context import CliState
 
@@ -32,3 +32,4 @@ app.add_typer(dlq.group, name="dlq", rich_help_panel="Operate")
 app.add_typer(templates.group, name="template", rich_help_panel="Configure")
 app.add_typer(circuits.group, name="circuit", rich_help_panel="Operate")
 app.add_typer(responses.group, name="responses", rich_help_panel="Operate")
+app.add_typer(secrets.group, name="secrets", rich_help_panel="Operate")

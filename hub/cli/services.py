@@ -6,8 +6,10 @@ import typer
 
 from hub.cli.async_typer import AsyncTyper
 from hub.cli.context import cli_state
-from hub.cli.output import JsonOption, out
-from hub.cli.parsing import given
+from hub.cli.errors import UsageError
+from hub.cli.output import JsonOption, out, print_json
+from hub.cli.parsing import given, parse_duration
+from hub.cli.secret_input import SECRET_HELP, SignCommand, SignOption, read_secrets
 from hub.cli.shared_options import shared_options
 from hub.cli.views import TableView, on_off, print_saved, show_list, show_one
 from hub.core.models import AuthType, Service, ServiceIn, ServicePatch, ServiceType, mask_url
@@ -32,8 +34,20 @@ _TABLE: TableView[Service] = TableView(
 
 # How the options that ``add`` and ``update`` share (see ``_settings``) look in --help.
 _AuthType = Annotated[AuthType | None, typer.Option("--auth-type")]
-_Token = Annotated[str | None, typer.Option(help="Bearer token or API key (stored encrypted).")]
-_Inbound = Annotated[str | None, typer.Option(help="Token that POST /webhooks/NAME must present.")]
+_Token = Annotated[
+    str | None, typer.Option(help=f"Bearer token or API key (stored encrypted); {SECRET_HELP}")
+]
+_Inbound = Annotated[
+    str | None, typer.Option(help=f"Token that POST /webhooks/NAME must present; {SECRET_HELP}")
+]
+_InboundSecret = Annotated[
+    str | None,
+    typer.Option(
+        help="whsec_ secret that verifies signed webhooks (Standard Webhooks) to POST "
+        f"/webhooks/NAME; empty removes it; {SECRET_HELP}"
+    ),
+]
+_Sign = Annotated[str | None, SignOption]
 _Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per attempt.")]
 _MaxAttempts = Annotated[int | None, typer.Option(help="Attempts per delivery, 1..5.")]
 _Backoff = Annotated[float | None, typer.Option(help="Seconds before the first retry; doubles.")]
@@ -46,6 +60,8 @@ def _settings(
     auth_type: _AuthType = None,
     token: _Token = None,
     inbound_token: _Inbound = None,
+    inbound_secret: _InboundSecret = None,
+    sign: _Sign = None,
     timeout: _Timeout = None,
     max_attempts: _MaxAttempts = None,
     backoff: _Backoff = None,
@@ -61,50 +77,111 @@ def _settings(
     return given(**locals())
 
 
+# The options whose values may come from stdin or the environment, by field.
+_SECRET_OPTIONS = {
+    "base_url": "--url",
+    "token": "--token",
+    "inbound_token": "--inbound-token",
+    "inbound_secret": "--inbound-secret",
+}
+
+
 def _fields(service: Service) -> dict[str, Any]:
-    """``service show`` without secrets: the URL masked, the token only said to be set."""
+    """``service show`` without secrets: the URL masked, the token only said to be set,
+    signing keys by scheme and dates."""
     values = service.model_dump(mode="json")
     values["base_url"] = mask_url(service.base_url)
     values["token"] = "(set)" if service.token else "(none)"
+    values["inbound_secret"] = "(set)" if service.inbound_secret else "(none)"
+    values["signing_keys"] = "; ".join(_key_line(k) for k in values["signing_keys"]) or "(none)"
     return values
+
+
+def _key_line(key: dict[str, Any]) -> str:
+    """One signing key for people: scheme, created, and current or its expiry."""
+    until = f"expires {key['expires_at']}" if key["expires_at"] else "current"
+    return f"{key['scheme']} created {key['created_at']} {until}"
+
+
+def _print_saved(service: Service, as_json: bool, line: str) -> None:
+    """``print_saved``, plus the signing secret the save made, shown this once."""
+    issued = service.issued_secret.get_secret_value() if service.issued_secret else None
+    if as_json:
+        print_json(service.model_dump(mode="json") | ({"signing_secret": issued} if issued else {}))
+        return
+    print_saved(service, as_json, line)
+    if issued:
+        what = "public key" if issued.startswith("whpk_") else "signing secret (shown once)"
+        out.print(f"{what}: {issued}", highlight=False, soft_wrap=True)
 
 
 async def _save(ctx: typer.Context, name: str, patch: ServicePatch, as_json: bool) -> None:
     """The one path of ``update``, ``enable`` and ``disable``: they differ in the patch."""
     service = await cli_state(ctx).with_store(lambda s: s.services.update(name, patch))
-    print_saved(service, as_json, f"updated service {service.name} ({on_off(service.enabled)})")
+    _print_saved(service, as_json, f"updated service {service.name} ({on_off(service.enabled)})")
 
 
-@group.command("add")
+@group.command("add", cls=SignCommand)
 @shared_options("settings", _settings)
 async def service_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Unique name: lowercase letters, digits, _ . -")],
-    url: Annotated[str, typer.Option("--url", help="Base URL (http/https, or amqp/amqps).")],
+    url: Annotated[
+        str, typer.Option("--url", help=f"Base URL (http/https, or amqp/amqps); {SECRET_HELP}")
+    ],
     service_type: Annotated[ServiceType, typer.Option("--type")] = ServiceType.HTTP,
     *,
     settings: dict[str, object],
     as_json: JsonOption = False,
 ) -> None:
     """Add a service that rules can deliver to (defaults: timeout 5, 5 attempts, backoff 1)."""
-    spec = ServiceIn.model_validate(given(name=name, type=service_type, base_url=url, **settings))
+    fields = read_secrets(given(base_url=url, **settings), _SECRET_OPTIONS)
+    spec = ServiceIn.model_validate(given(name=name, type=service_type, **fields))
     service = await cli_state(ctx).with_store(lambda s: s.services.create(spec))
-    print_saved(service, as_json, f"added service {service.name} (id {service.id})")
+    _print_saved(service, as_json, f"added service {service.name} (id {service.id})")
 
 
-@group.command("update")
+@group.command("update", cls=SignCommand)
 @shared_options("settings", _settings)
 async def service_update(
     ctx: typer.Context,
     name: str,
-    url: Annotated[str | None, typer.Option("--url", help="New base URL.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help=f"New base URL; {SECRET_HELP}")] = None,
+    no_sign: Annotated[
+        bool, typer.Option("--no-sign", help="Stop signing deliveries; remove every key.")
+    ] = False,
     *,
     settings: dict[str, object],
     as_json: JsonOption = False,
 ) -> None:
-    """Change a service's settings; only the options given change."""
-    patch = ServicePatch.model_validate(given(base_url=url, **settings))
-    await _save(ctx, name, patch, as_json)
+    """Change a service's settings; only the options given change.
+
+    --sign on a service that signs with another scheme rotates to a new key, the old one
+    signing beside it for 24h.
+    """
+    fields = read_secrets(given(base_url=url, **settings), _SECRET_OPTIONS)
+    if no_sign:
+        if "sign" in fields:
+            raise UsageError("--sign and --no-sign cannot be given together")
+        fields["sign"] = None
+    await _save(ctx, name, ServicePatch.model_validate(fields), as_json)
+
+
+@group.command("rotate-secret")
+async def service_rotate_secret(
+    ctx: typer.Context,
+    name: str,
+    grace: Annotated[
+        str,
+        typer.Option(help="How long the old keys keep signing beside the new one (0: stop now)."),
+    ] = "24h",
+    as_json: JsonOption = False,
+) -> None:
+    """Make a new signing secret, printed this once; during the grace period every delivery
+    carries both signatures, then only the new one."""
+    period = parse_duration(grace)
+    service = await cli_state(ctx).with_store(lambda s: s.services.rotate_secret(name, period))
+    _print_saved(service, as_json, f"rotated the signing secret of {service.name} (grace {grace})")
 
 
 # One body serves both commands (registered enable first, as they are listed).
@@ -124,9 +201,28 @@ async def service_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @group.command("show")
-async def service_show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
-    """Show one service (its token masked)."""
-    await show_one(ctx, as_json, lambda s: s.services.get(name), _fields)
+async def service_show(
+    ctx: typer.Context,
+    name: str,
+    public_key: Annotated[
+        bool, typer.Option("--public-key", help="Print only the ed25519 public key(s), whpk_.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one service: its token masked, its signing keys by scheme and dates, never their
+    secrets."""
+    if not public_key:
+        await show_one(ctx, as_json, lambda s: s.services.get(name), _fields)
+        return
+    service = await cli_state(ctx).with_store(lambda s: s.services.get(name))
+    keys = [k.public_key for k in service.signing_keys if k.public_key]
+    if not keys:
+        raise UsageError(f"service {name!r} does not sign with ed25519: it has no public key")
+    if as_json:
+        print_json({"public_keys": keys})
+    else:
+        for key in keys:
+            out.print(key, highlight=False, soft_wrap=True)
 
 
 @group.command("delete")

@@ -20,7 +20,9 @@ from hub.dev.demo import start_demo
 from hub.engine.worker import running_worker
 from hub.runtime.connections import database_url
 from hub.runtime.embedded import DevStackError, TemporalDevServer, port_in_use
-from hub.secrets import ensure_api_token, ensure_key_file
+from hub.secrets import ensure_api_token, ensure_key_file, private_dir
+
+LOOPBACK = "127.0.0.0/8 ::1"
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,12 @@ def run_dev(
             f"port(s) {', '.join(map(str, busy))} on {host} already in use: stop what uses "
             "them or pick others (hub dev --help lists the port options)"
         )
-    updates: dict[str, Any] = {"data_dir": data_dir}
+    updates: dict[str, Any] = {"data_dir": private_dir(data_dir)}
     if settings.secret_key is None:
         ensure_key_file(data_dir)
     if settings.api_token is None:
         updates["api_token"] = SecretStr(ensure_api_token(data_dir))
+    updates["egress_allow"] = allow_loopback(settings.egress_allow, say)
     try:
         if settings.temporal_address is None:
             temporal = TemporalDevServer(
@@ -79,6 +82,16 @@ def run_dev(
     finally:
         if temporal is not None:
             temporal.stop()
+
+
+def allow_loopback(egress_allow: str, say: Callable[[str], None]) -> str:
+    """HUB_EGRESS_ALLOW plus loopback, so the demo sink and local test servers are reachable;
+    says so, since ``hub worker`` and ``hub api`` refuse loopback unless told otherwise."""
+    say(
+        f"egress: hub dev allows loopback ({LOOPBACK.replace(' ', ', ')}); "
+        "hub worker and hub api refuse it unless HUB_EGRESS_ALLOW lists it"
+    )
+    return f"{egress_allow} {LOOPBACK}".strip()
 
 
 async def _serve_dev(
@@ -107,7 +120,7 @@ async def _serve_dev(
                     "hub is running (Ctrl+C stops everything):",
                     f"  Temporal UI  {ui}",
                     f"  API          {api}   (docs: {api}/docs)",
-                    f"  Metrics      {api}/metrics",
+                    f"  Metrics      {api}/metrics   (with the API token)",
                     f"  API token    {settings.api_token.get_secret_value()}",
                     f"  Data         {settings.data_dir}",
                     "",

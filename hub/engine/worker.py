@@ -4,12 +4,14 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -25,6 +27,7 @@ from hub.runtime.rule_index import RuleIndex
 from hub.secrets import SecretBox
 from hub.store import Store, migrate
 from hub.transport.amqp import AmqpPool, AmqpTransport
+from hub.transport.egress import EgressGuard, GuardedTransport, Resolver
 from hub.transport.http import HttpTransport
 from workflows.consume import ConsumeResponsesWorkflow
 from workflows.dispatch import DispatchEventWorkflow
@@ -58,22 +61,28 @@ class RunningWorker:
     amqp: AmqpPool
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
-    """The worker's one HTTP client: pooled connections, redirects never followed."""
-    return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=settings.http_max_connections,
-            max_keepalive_connections=settings.http_max_connections,
-        ),
-        follow_redirects=False,
+def http_client(settings: Settings, guard: EgressGuard) -> httpx.AsyncClient:
+    """The worker's one HTTP client: pooled connections, each opened through the egress
+    guard; redirects never followed."""
+    limits = httpx.Limits(
+        max_connections=settings.http_max_connections,
+        max_keepalive_connections=settings.http_max_connections,
     )
+    return httpx.AsyncClient(transport=GuardedTransport(guard, limits), follow_redirects=False)
 
 
 @asynccontextmanager
 async def running_worker(
-    settings: Settings, *, temporal: Client | None = None, dsn: str | None = None
+    settings: Settings,
+    *,
+    temporal: Client | None = None,
+    dsn: str | None = None,
+    resolver: Resolver | None = None,
 ) -> AsyncIterator[RunningWorker]:
-    """A started worker with its store, rule index and HTTP client; all closed on exit."""
+    """A started worker with its store, rule index and HTTP client; all closed on exit.
+
+    ``resolver`` replaces the system's for the egress guard (tests answer with it).
+    """
     dsn = dsn or database_url(settings)
     await migrate(dsn)
     temporal = temporal or await connect_temporal(settings)
@@ -81,15 +90,20 @@ async def running_worker(
     await ensure_schedules(temporal, settings)
     async with AsyncExitStack() as stack:
         box = SecretBox.from_settings(settings)
-        store = await stack.enter_async_context(Store.open(dsn, box=box, min_size=2, max_size=20))
+        policy = settings.egress_policy
+        store = await stack.enter_async_context(
+            Store.open(dsn, box=box, egress=policy, min_size=2, max_size=20)
+        )
+        guard = EgressGuard(policy, resolver)
         index = RuleIndex(store, ttl=settings.rule_cache_seconds)
         await index.start()
         stack.push_async_callback(index.close)
-        http = await stack.enter_async_context(http_client(settings))
-        amqp = AmqpPool(name=f"temporal-hub worker {os.getpid()}")
+        http = await stack.enter_async_context(http_client(settings, guard))
+        amqp = AmqpPool(guard, name=f"temporal-hub worker {os.getpid()}")
         stack.push_async_callback(amqp.close)
         attempt = DeliveryAttempt(store, index, CircuitBreaker(store), box)
-        deliveries = DeliveryActivities(attempt, HttpTransport(http), AmqpTransport(amqp))
+        transport = HttpTransport(http, max_bytes=settings.response_max_bytes)
+        deliveries = DeliveryActivities(attempt, transport, AmqpTransport(amqp))
         responses = ResponseActivities(store, index, amqp, box)
         bookkeeping = StoreActivities(store, index)
         worker = Worker(
@@ -131,6 +145,10 @@ async def run(settings: Settings | None = None) -> None:
             settings.resolved_temporal_address,
             settings.temporal_namespace,
         )
+        log.info(
+            "egress guard: private and special addresses refused; HUB_EGRESS_ALLOW: %s",
+            settings.egress_allow or "(none)",
+        )
         await stop.wait()
         log.info(
             "shutting down: waiting up to %ss for running activities", GRACEFUL_SHUTDOWN.seconds
@@ -138,7 +156,15 @@ async def run(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
-    """``python worker.py`` and ``hub worker``."""
+    """``python worker.py`` and ``hub worker``; a bad setting is one line, not a traceback."""
     configure_logging()
-    asyncio.run(run())
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(map(str, problem["loc"]))
+            message = problem["msg"].removeprefix("Value error, ")
+            print(f"error: {where}: {message}", file=sys.stderr)
+        exit_now(1)
+    asyncio.run(run(settings))
     exit_now(0)

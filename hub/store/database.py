@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from hub.core.egress import EgressPolicy
 from hub.secrets import SecretBox
 from hub.store.circuits import CircuitStore
 from hub.store.dead_letters import DeadLetterStore
 from hub.store.delivery_log import LogStore
 from hub.store.metrics import MetricsStore
 from hub.store.rules import RuleStore
+from hub.store.sealed import SealedStore
 from hub.store.services import ServiceStore
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -23,27 +25,40 @@ Notify = Callable[[str], None]
 
 class Store:
     """Typed queries over one pool: ``store.services``, ``.rules``, ``.log``, ``.dlq``,
-    ``.circuits``, ``.metrics``."""
+    ``.circuits``, ``.metrics``, ``.sealed``.
 
-    def __init__(self, pool: asyncpg.Pool, box: SecretBox | None = None) -> None:
+    With an ``egress`` policy, a service URL whose host is a literal address the egress guard
+    refuses is refused on create and update (without one, only delivery checks it).
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, box: SecretBox | None = None, egress: EgressPolicy | None = None
+    ) -> None:
         self.pool = pool
         self.box = box or SecretBox(None)
-        self.services = ServiceStore(pool, self.box)
+        self.services = ServiceStore(pool, self.box, egress)
         self.rules = RuleStore(pool)
         self.log = LogStore(pool)
         self.dlq = DeadLetterStore(pool, self.log)
         self.circuits = CircuitStore(pool)
         self.metrics = MetricsStore(pool, self.circuits)
+        self.sealed = SealedStore(pool, self.box)
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, dsn: str, *, box: SecretBox | None = None, min_size: int = 1, max_size: int = 10
+        cls,
+        dsn: str,
+        *,
+        box: SecretBox | None = None,
+        egress: EgressPolicy | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
     ) -> AsyncIterator["Store"]:
         """A store with its own pool, closed on exit."""
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
         try:
-            yield cls(pool, box)
+            yield cls(pool, box, egress)
         finally:
             await pool.close()
 

@@ -8,6 +8,7 @@ import asyncpg
 
 from hub.core.models import Rule, RuleIn, RulePatch, Service
 from hub.store.errors import NotFoundError
+from hub.store.signing_keys import active_keys
 
 _RULE_SELECT = """
     SELECT r.id, r.event, s.name AS service, r.method, r.endpoint, r.template, r.enabled,
@@ -26,7 +27,8 @@ class RuleTarget:
 
 @dataclass(frozen=True)
 class IndexSnapshot:
-    """All enabled rules and services at one configuration version."""
+    """All enabled rules and services at one configuration version (each service with its
+    active signing keys, still sealed)."""
 
     version: int
     targets: list[RuleTarget]
@@ -104,7 +106,11 @@ class RuleStore:
             rule_rows = await conn.fetch(
                 _RULE_SELECT + " WHERE r.enabled AND s.enabled ORDER BY r.id"
             )
-        services = {r["id"]: Service.model_validate(dict(r)) for r in service_rows}
+            keys = await active_keys(conn)
+        services = {
+            r["id"]: Service.model_validate(dict(r) | {"signing_keys": keys.get(r["id"], [])})
+            for r in service_rows
+        }
         by_name = {s.name: s for s in services.values()}
         targets = []
         for row in rule_rows:

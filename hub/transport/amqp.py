@@ -15,14 +15,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from yarl import URL
 
+from hub.core.egress import EgressRefused
 from hub.core.models import Delivery, Service, mask_url
+from hub.core.signing import signature_headers
 from hub.secrets import Credentials
 from hub.transport.base import Sent, Unsendable
+from hub.transport.egress import EgressGuard, GuardedRobustConnection, GuardedTcp
 
 HUB_PARAMS = ("exchange", "routing_key", "queue_declare")
 # Failures of the broker or the link to it: the breaker counts them.
 BROKER_ERRORS = (OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError)
+DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 
 
 def dlq_name(queue: str) -> str:
@@ -78,10 +83,12 @@ class AmqpPool:
     """One robust connection per broker URL, each with one confirming channel, reused.
 
     The old plugin opened a connection per message; here a worker opens one per broker and
-    keeps it (aio-pika reconnects it). ``connections_opened`` counts real connects.
+    keeps it (aio-pika reconnects it). ``connections_opened`` counts real connects. Every
+    connect, and every reconnect, goes through the egress guard.
     """
 
-    def __init__(self, *, name: str = "temporal-hub") -> None:
+    def __init__(self, guard: EgressGuard, *, name: str = "temporal-hub") -> None:
+        self._guard = guard
         self._name = name
         self._brokers: dict[str, _Broker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -98,17 +105,27 @@ class AmqpPool:
                 return channel
             broker = self._brokers.get(url)
             if broker is None or broker.connection.is_closed:
-                connection = await aio_pika.connect_robust(
-                    url,
-                    timeout=connect_timeout,
-                    client_properties={"connection_name": self._name},
-                )
+                connection = await self._connect(url, connect_timeout)
                 self.connections_opened += 1
                 broker = self._brokers[url] = _Broker(connection)
             broker.channel = await broker.connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
             return broker.channel
+
+    async def _connect(self, url: str, connect_timeout: float) -> AbstractRobustConnection:
+        """A robust connection to a checked address of the broker (EgressRefused before any
+        socket is opened); its reconnections are checked again."""
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 5672)
+        checked = await self._guard.addresses(parts.hostname or "", port)
+        connection = GuardedRobustConnection(
+            URL(url),
+            GuardedTcp(self._guard, checked),
+            client_properties={"connection_name": self._name},
+        )
+        await connection.connect(timeout=connect_timeout)
+        return connection
 
     def _open_channel(self, url: str) -> AbstractChannel | None:
         broker = self._brokers.get(url)
@@ -176,18 +193,21 @@ class AmqpTransport:
         if not routing_key:
             reason = "no routing key: set the rule's endpoint or the URL's routing_key"
             raise Unsendable(reason, where)
+        body, now = delivery.payload.encode(), datetime.now(UTC)
         message = aio_pika.Message(
-            body=delivery.payload.encode(),
+            body=body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=delivery.id,
             correlation_id=delivery.id,
             reply_to=service.response_queue,
-            timestamp=datetime.now(UTC),
+            timestamp=now,
             headers={
                 "x-hub-event": delivery.event_name,
                 "x-hub-event-id": delivery.event_id,
                 "x-hub-attempt": attempt,
+                # Standard Webhooks' webhook-id, -timestamp and -signature, for signing services.
+                **signature_headers(credentials.signers, delivery.id, body, int(now.timestamp())),
             },
         )
         return AmqpCall(self._pool, target, routing_key, message, service, credentials.url)
@@ -214,6 +234,8 @@ class AmqpCall:
         try:
             async with asyncio.timeout(timeout):
                 await self._publish()
+        except EgressRefused as err:
+            return Sent(retryable=False, error=str(err))
         except aiormq.exceptions.PublishError as err:
             # The broker is fine; nothing is bound to take the message.
             returned = err.message.delivery if err.message else None

@@ -1,6 +1,15 @@
-"""HTTP delivery: the request for one attempt, and what its response means for a retry."""
+"""HTTP delivery: the request for one attempt, and what its response means for a retry.
 
+A response is streamed: at most ``max_bytes`` of its body (HUB_RESPONSE_MAX_BYTES) are read,
+then the connection is closed, and the service timeout bounds the whole attempt (connect,
+send, headers and body). The client's connections go through the egress guard
+(``hub.transport.egress.GuardedTransport``); a refusal fails the attempt for good.
+"""
+
+import asyncio
+import contextlib
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -9,12 +18,16 @@ from typing import Any
 import httpx
 
 from hub import __version__
+from hub.core.egress import EgressRefused
 from hub.core.models import EXCERPT_CHARS, AuthType, Delivery, HttpMethod, Service, mask_url
+from hub.core.signing import signature_headers
 from hub.secrets import Credentials
 from hub.transport.base import Sent
 
 RETRYABLE_STATUS = frozenset({408, 429})
 MAX_RETRY_AFTER = timedelta(hours=1)
+DEFAULT_MAX_BYTES = 64 * 1024
+COMPRESSED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
 def join_url(base_url: str, endpoint: str) -> str:
@@ -87,24 +100,26 @@ def build_request(
         raise ValueError("the delivery has no payload")
     if delivery.method is HttpMethod.GET:
         params = query_params(json.loads(delivery.payload))
+        # Signed over the body sent, which is empty: the payload is the query string.
+        headers |= signature_headers(credentials.signers, delivery.id, b"")
         return client.build_request("GET", url, params=params, headers=headers, timeout=timeout)
     if delivery.method is HttpMethod.DELETE:
+        headers |= signature_headers(credentials.signers, delivery.id, b"")
         return client.build_request("DELETE", url, headers=headers, timeout=timeout)
+    body = delivery.payload.encode()
     headers["Content-Type"] = "application/json"
+    headers |= signature_headers(credentials.signers, delivery.id, body)
     return client.build_request(
-        delivery.method.value,
-        url,
-        content=delivery.payload.encode(),
-        headers=headers,
-        timeout=timeout,
+        delivery.method.value, url, content=body, headers=headers, timeout=timeout
     )
 
 
 class HttpTransport:
     """Sends over the worker's one shared httpx client."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._client = client
+        self._max_bytes = max_bytes
 
     def method(self, delivery: Delivery) -> str:
         return delivery.method.value
@@ -113,7 +128,9 @@ class HttpTransport:
         self, delivery: Delivery, service: Service, credentials: Credentials, attempt: int
     ) -> "HttpCall":
         request = build_request(self._client, service, delivery, attempt, credentials)
-        return HttpCall(self._client, request, service.timeout)
+        # Only an excerpt is kept: ask for the body as it is, so the cap counts what is read.
+        request.headers["Accept-Encoding"] = "identity"
+        return HttpCall(self._client, request, service.timeout, self._max_bytes)
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,7 @@ class HttpCall:
     client: httpx.AsyncClient
     request: httpx.Request
     timeout: float
+    max_bytes: int = DEFAULT_MAX_BYTES
 
     @property
     def target(self) -> str:
@@ -131,7 +149,13 @@ class HttpCall:
     async def send(self) -> Sent:
         request = self.request
         try:
-            response = await self.client.send(request)
+            async with asyncio.timeout(self.timeout):
+                return await self._exchange()
+        except TimeoutError:
+            return Sent(healthy=False, error=f"timed out after {self.timeout:g}s")
+        except EgressRefused as err:
+            # Nothing was sent and the service is not at fault: no retry, breaker untouched.
+            return Sent(retryable=False, error=str(err))
         except httpx.TimeoutException as err:
             return Sent(
                 healthy=False,
@@ -141,17 +165,47 @@ class HttpCall:
             where = f"{request.url.scheme}://{request.url.host}:{request.url.port or ''}"
             message = f"{type(err).__name__} ({where.rstrip(':')}): {err or 'connection failed'}"
             return Sent(healthy=False, error=message)
-        return classify(response)
+
+    async def _exchange(self) -> Sent:
+        response = await self.client.send(self.request, stream=True)
+        try:
+            body = await read_at_most(response, self.max_bytes)
+        finally:
+            await response.aclose()
+        return classify(response, body_text(response, body))
 
 
-def classify(response: httpx.Response) -> Sent:
-    """What a response means: delivered, worth a retry (and when), or refused for good."""
-    sent = Sent(status_code=response.status_code, excerpt=response.text[:EXCERPT_CHARS] or None)
+async def read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of a streamed body, as sent; the rest is never read."""
+    body = bytearray()
+    if limit > 0:
+        async for chunk in response.aiter_raw():
+            body += chunk[: limit - len(body)]
+            if len(body) >= limit:
+                break
+    return bytes(body)
+
+
+def body_text(response: httpx.Response, body: bytes) -> str:
+    """What was read of a body, as text for the log (a compressed one inflated, bounded)."""
+    if response.headers.get("Content-Encoding", "").strip().lower() in COMPRESSED:
+        with contextlib.suppress(zlib.error):
+            body = zlib.decompressobj(32 + zlib.MAX_WBITS).decompress(body, 4 * EXCERPT_CHARS)
+    try:
+        return body.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def classify(response: httpx.Response, text: str) -> Sent:
+    """What a response means (from its status, headers and the start of its body):
+    delivered, worth a retry (and when), or refused for good."""
+    sent = Sent(status_code=response.status_code, excerpt=text[:EXCERPT_CHARS] or None)
     if response.is_success:
         return sent
     status = response.status_code
     sent.error = f"HTTP {status} {response.reason_phrase}".rstrip()
-    if excerpt := response.text[:200]:
+    if excerpt := text[:200]:
         sent.error += f": {excerpt}"
     if status in RETRYABLE_STATUS or status >= 500:
         sent.healthy = False

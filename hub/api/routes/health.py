@@ -1,4 +1,5 @@
-"""``/healthz`` and ``/metrics``: no auth, since probes and scrapers carry no token."""
+"""``/healthz`` (no auth: probes carry no token) and ``/metrics`` (the API token, which
+Prometheus sends as ``authorization: {credentials: ...}``, unless HUB_METRICS_PUBLIC=1)."""
 
 import asyncio
 import logging
@@ -6,12 +7,12 @@ import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import PlainTextResponse
 
-from hub.api.deps import StateDep
+from hub.api.deps import StateDep, require_metrics_access
 from hub.api.metrics import LATENCY_BUCKETS_MS, PROMETHEUS_CONTENT_TYPE, render_metrics
-from hub.api.schemas import Health
+from hub.api.schemas import Health, problems
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,11 @@ async def _answers(name: str, check: Callable[[], Awaitable[object]]) -> bool:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    dependencies=[Depends(require_metrics_access)],
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **problems(401),
+    },
 )
 async def metrics(state: StateDep) -> PlainTextResponse:
     """Prometheus text exposition: ingest counters, delivery log, DLQ and circuits."""

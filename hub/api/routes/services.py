@@ -1,7 +1,9 @@
-"""``/services``: the APIs and brokers the hub delivers to (credentials never shown)."""
+"""``/services``: the APIs and brokers the hub delivers to (credentials never shown; a new
+signing secret is shown once, in the response of the write that made it)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -10,7 +12,7 @@ from pydantic import ValidationError
 from hub.api.deps import StateDep, StoreDep, sync_index
 from hub.api.errors import invalid_patch
 from hub.api.examples import EXAMPLES
-from hub.api.schemas import ServiceNamePath, ServiceOut, problems
+from hub.api.schemas import RotateIn, ServiceNamePath, ServiceOut, ServiceSaved, problems
 from hub.core.models import ServiceIn, ServicePatch
 from hub.secrets import SecretKeyError
 
@@ -32,15 +34,27 @@ async def list_services(store: StoreDep) -> list[ServiceOut]:
     return [ServiceOut.of(s) for s in await store.services.all()]
 
 
-@router.post("", status_code=201, response_model=ServiceOut, responses=problems(400, 409))
+# Saving answers with ServiceOut's fields, and signing_secret only when the save made a key
+# (the only field left unset otherwise).
+@router.post(
+    "",
+    status_code=201,
+    response_model=ServiceSaved,
+    response_model_exclude_unset=True,
+    responses=problems(400, 409),
+)
 async def create_service(
     spec: Annotated[ServiceIn, Body(openapi_examples=EXAMPLES["service"])], state: StateDep
-) -> ServiceOut:
-    """Add a service; its tokens are stored encrypted (400 if no secret key is configured)."""
+) -> ServiceSaved:
+    """Add a service; its tokens are stored encrypted (400 if no secret key is configured).
+
+    With ``sign``, its deliveries are signed: the response's ``signing_secret`` is the only
+    time the new secret is shown.
+    """
     with _sealing():
         service = await state.store.services.create(spec)
     await sync_index(state)
-    return ServiceOut.of(service)
+    return ServiceSaved.of(service)
 
 
 @router.get("/{name}", response_model=ServiceOut, responses=problems(404))
@@ -49,20 +63,44 @@ async def get_service(name: ServiceNamePath, store: StoreDep) -> ServiceOut:
     return ServiceOut.of(await store.services.get(name))
 
 
-@router.patch("/{name}", response_model=ServiceOut, responses=problems(400, 404))
+@router.patch(
+    "/{name}",
+    response_model=ServiceSaved,
+    response_model_exclude_unset=True,
+    responses=problems(400, 404),
+)
 async def update_service(
     name: ServiceNamePath,
     patch: Annotated[ServicePatch, Body(openapi_examples=EXAMPLES["service_patch"])],
     state: StateDep,
-) -> ServiceOut:
-    """Change the given fields; the resulting service is checked as a whole (422)."""
+) -> ServiceSaved:
+    """Change the given fields; the resulting service is checked as a whole (422).
+
+    A key made by ``sign`` is shown once, as ``signing_secret``.
+    """
     try:
         with _sealing():
             service = await state.store.services.update(name, patch)
     except ValidationError as error:
         raise invalid_patch(error) from None
     await sync_index(state)
-    return ServiceOut.of(service)
+    return ServiceSaved.of(service)
+
+
+@router.post(
+    "/{name}/rotate-secret", response_model=ServiceSaved, responses=problems(400, 404, 409)
+)
+async def rotate_secret(
+    name: ServiceNamePath, state: StateDep, rotation: Annotated[RotateIn | None, Body()] = None
+) -> ServiceSaved:
+    """A new signing key, shown once as ``signing_secret``; until ``grace`` seconds have
+    passed the old keys sign too (every delivery carries both signatures). 409 if the
+    service does not sign."""
+    grace = (rotation or RotateIn()).grace
+    with _sealing():
+        service = await state.store.services.rotate_secret(name, timedelta(seconds=grace))
+    await sync_index(state)
+    return ServiceSaved.of(service)
 
 
 @router.delete("/{name}", status_code=204, responses=problems(404, 409))

@@ -1,6 +1,10 @@
-"""``POST /webhooks/{service}``: a service calls the hub, authenticated by its inbound token.
+"""``POST /webhooks/{service}``: a service calls the hub, authenticated by its inbound token,
+or signed with its inbound secret (Standard Webhooks).
 
-The webhook is logged inbound and emitted as the event ``webhook.{service}``.
+The webhook is logged inbound and emitted as the event ``webhook.{service}``. A signed one
+must carry a timestamp within five minutes of now, and its ``webhook-id`` becomes the event
+id, so a redelivery starts nothing new; one that does not verify is answered 401 and logged
+as a failed inbound row, and no event is emitted.
 """
 
 import json
@@ -16,17 +20,20 @@ from hub.api.routes.events import accepted
 from hub.api.schemas import EmitOut, emit_responses
 from hub.core.models import (
     Direction,
+    EventId,
     LogEntryIn,
     LogStatus,
     Service,
     ServiceName,
     check_json_value,
 )
+from hub.core.signing import ID_HEADER, SIGNATURE_HEADER, SignatureError, verify
 from hub.store import NotFoundError, Store
 
 WEBHOOK_EXCERPT_CHARS = 500
 
 _service_name = TypeAdapter(ServiceName)
+_event_id = TypeAdapter(EventId)
 
 router = APIRouter(tags=["ingest"])
 
@@ -53,12 +60,18 @@ async def post_webhook(
 ) -> EmitOut:
     """Receive a webhook for a service: log it inbound and emit ``webhook.{service}``.
 
-    Authenticated by the service's inbound token, as a bearer token or an X-API-Key header.
+    Authenticated by the service's inbound token, as a bearer token or an X-API-Key header;
+    or, for a service with an inbound secret, by Standard Webhooks headers (``webhook-id``,
+    ``webhook-timestamp``, ``webhook-signature``): 401 unless they verify.
     """
-    presented = bearer.credentials if bearer is not None else api_key
-    target = await _authenticated(state.store, service, presented)
+    verified = await _verified(state.store, service, request)
+    if verified is None:
+        presented = bearer.credentials if bearer is not None else api_key
+        target, event_id = await _authenticated(state.store, service, presented), str(uuid4())
+    else:
+        target, event_id = verified
     text, data = _json_object(await request.body())
-    event_id, event_name = str(uuid4()), f"webhook.{target.name}"
+    event_name = f"webhook.{target.name}"
     entry = LogEntryIn(
         direction=Direction.IN,
         service=target.name,
@@ -80,6 +93,41 @@ async def post_webhook(
         raise
     await state.store.log.add(entry)
     return accepted(result, response, state)
+
+
+async def _verified(store: Store, name: str, request: Request) -> tuple[Service, str] | None:
+    """The service and event id (its webhook-id) of a signed webhook that verifies.
+
+    None when the request carries no signature or the service has no inbound secret: the
+    token decides then. A signature that does not verify is logged and answered 401.
+    """
+    if SIGNATURE_HEADER not in request.headers:
+        return None
+    target = await _webhook_service(store, name)
+    key = store.box.inbound_secret(target)
+    if key is None:
+        return None
+    try:
+        msg_id = verify(key, request.headers, await request.body())
+    except SignatureError as error:
+        reason = f"signature refused: {error}"
+        await store.log.add(
+            LogEntryIn(
+                direction=Direction.IN,
+                service=target.name,
+                method="WEBHOOK",
+                target=f"/webhooks/{target.name}",
+                status=LogStatus.FAILED,
+                error=reason,
+            )
+        )
+        raise HTTPException(401, reason) from None
+    if not target.enabled:
+        raise HTTPException(403, f"service {target.name!r} is disabled")
+    try:
+        return target, _event_id.validate_python(msg_id)
+    except ValidationError:
+        raise HTTPException(400, f"the {ID_HEADER} header cannot be an event id") from None
 
 
 async def _authenticated(store: Store, name: str, presented: str | None) -> Service:

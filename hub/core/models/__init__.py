@@ -72,6 +72,7 @@ from hub.core.models.service import (
     ServiceName,
     ServicePatch,
     ServiceType,
+    SigningKey,
     check_base_url,
     mask_url,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "ServiceName",
     "ServicePatch",
     "ServiceType",
+    "SigningKey",
     "Text",
     "attempt_log",
     "check_base_url",

@@ -5,9 +5,19 @@ from enum import StrEnum
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 
 from hub.core.models.event import Text
+from hub.core.signing import SigningScheme, parse_hmac_secret, signing_scheme
 
 MAX_ATTEMPTS_CAP = 5
 
@@ -48,6 +58,34 @@ def mask_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def _inbound_secret(value: SecretStr) -> SecretStr:
+    """A whsec_ secret (or empty, which removes it); checked without echoing it."""
+    if value.get_secret_value():
+        parse_hmac_secret(value.get_secret_value())
+    return value
+
+
+InboundSecret = Annotated[SecretStr, AfterValidator(_inbound_secret)]
+Scheme = Annotated[SigningScheme, BeforeValidator(signing_scheme)]
+MAX_GRACE_SECONDS = 30 * 86400
+DEFAULT_GRACE_SECONDS = 86400
+
+
+class SigningKey(BaseModel):
+    """A key that signs a service's deliveries: the current one (no expiry), or one rotated
+    out that still signs until ``expires_at``. The secret is sealed and never dumped."""
+
+    id: int
+    scheme: SigningScheme
+    public_key: str | None = None
+    created_at: datetime
+    expires_at: datetime | None = None
+    secret: SecretStr = Field(exclude=True, repr=False)
+
+    def active(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
 class ServiceFields(BaseModel):
     """What a service is made of; ServiceIn adds the checks for new input."""
 
@@ -57,6 +95,7 @@ class ServiceFields(BaseModel):
     auth_type: AuthType = AuthType.NONE
     token: SecretStr | None = None
     inbound_token: SecretStr | None = None
+    inbound_secret: SecretStr | None = None
     timeout: float = Field(default=5.0, gt=0, le=300)
     max_attempts: int = Field(default=5, ge=1, le=MAX_ATTEMPTS_CAP)
     backoff: float = Field(default=1.0, ge=0, le=3600)
@@ -70,6 +109,12 @@ class ServiceIn(ServiceFields):
     """A service as an operator creates it."""
 
     model_config = ConfigDict(extra="forbid")
+
+    inbound_secret: InboundSecret | None = None
+    sign: Scheme | None = Field(
+        default=None,
+        description="Sign deliveries (Standard Webhooks) with a new hmac or ed25519 key.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -90,6 +135,12 @@ class ServicePatch(BaseModel):
     auth_type: AuthType | None = None
     token: SecretStr | None = None
     inbound_token: SecretStr | None = None
+    inbound_secret: InboundSecret | None = None
+    sign: Scheme | None = Field(
+        default=None,
+        description="hmac or ed25519: sign deliveries (a new key, unless the service already "
+        "signs with that scheme; another scheme is a rotation with a day's grace); null: stop.",
+    )
     timeout: float | None = Field(default=None, gt=0, le=300)
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_CAP)
     backoff: float | None = Field(default=None, ge=0, le=3600)
@@ -102,14 +153,19 @@ class ServicePatch(BaseModel):
 class Service(ServiceFields):
     """A stored service (not re-checked: a row that was valid when written stays usable).
 
-    Its credentials are as stored: ``token``, ``inbound_token`` and ``secret_url`` hold
-    ciphertext (hub.secrets opens them), ``base_url`` has any password masked. All three are
-    SecretStr, so they print and serialise as ``**********``.
+    Its credentials are as stored: ``token``, ``inbound_token``, ``inbound_secret`` and
+    ``secret_url`` hold ciphertext (hub.secrets opens them), ``base_url`` has any password
+    masked. All four are SecretStr, so they print and serialise as ``**********``.
+    ``signing_keys`` are the active ones, newest first, their secrets sealed and never dumped.
+    ``issued_secret`` is set only on the service a save just returned, when it made a signing
+    key: the value to show once; it is never dumped either.
     """
 
     model_config = ConfigDict(extra="ignore")
 
     id: int
     secret_url: SecretStr | None = None
+    signing_keys: list[SigningKey] = Field(default_factory=list)
+    issued_secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
     created_at: datetime
     updated_at: datetime
