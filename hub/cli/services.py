@@ -194,6 +194,14 @@ async def service_switch(ctx: typer.Context, name: str) -> None:
     await _save(ctx, name, ServicePatch(enabled=ctx.info_name == "enable"), as_json=False)
 
 
+_PublicKeyFlag = Annotated[
+    bool, typer.Option("--public-key", help="Print only the ed25519 public key(s), whpk_.")
+]
+_WithRulesFlag = Annotated[
+    bool, typer.Option("--with-rules", help="Also delete the service's rules.")
+]
+
+
 @group.command("list")
 async def service_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List services."""
@@ -204,9 +212,7 @@ async def service_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 async def service_show(
     ctx: typer.Context,
     name: str,
-    public_key: Annotated[
-        bool, typer.Option("--public-key", help="Print only the ed25519 public key(s), whpk_.")
-    ] = False,
+    public_key: _PublicKeyFlag = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show one service: its token masked, its signing keys by scheme and dates, never their
@@ -229,9 +235,7 @@ async def service_show(
 async def service_delete(
     ctx: typer.Context,
     name: str,
-    with_rules: Annotated[
-        bool, typer.Option("--with-rules", help="Also delete the service's rules.")
-    ] = False,
+    with_rules: _WithRulesFlag = False,
 ) -> None:
     """Delete a service (refused while rules use it, unless --with-rules)."""
     removed = await cli_state(ctx).with_store(
