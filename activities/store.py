@@ -1,5 +1,11 @@
 """Activities over the hub's own database: planning an event's deliveries, dead-lettering."""
 
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -18,7 +24,29 @@ from hub.core.models import (
 )
 from hub.runtime.breaker import CIRCUIT_OPEN
 from hub.runtime.rule_index import RuleIndex
-from hub.store import Store
+from hub.store import Store, StoreError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Errors a retry cannot change: a value the database refuses, a row that is not there.
+DETERMINISTIC = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValidationError)
+
+
+def fails_fast(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Raise errors that no retry can change as non-retryable, so they end at once instead
+    of using up the retry policy; everything else (a database that is down) is retried."""
+
+    @wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (*DETERMINISTIC, StoreError) as err:
+            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+
+    return run
 
 
 class StoreActivities:
@@ -29,6 +57,7 @@ class StoreActivities:
         self._index = index
 
     @activity.defn(name="plan_deliveries")
+    @fails_fast
     async def plan(self, dispatch: DispatchInput) -> DeliveryPlan:
         """Match the event against the rules and render each payload.
 
@@ -58,16 +87,13 @@ class StoreActivities:
                     endpoint=rule.endpoint,
                     payload=payload,
                     template_error=error,
-                    retry=RetrySettings(
-                        max_attempts=service.max_attempts,
-                        backoff=service.backoff,
-                        timeout=service.timeout,
-                    ),
+                    retry=RetrySettings.of(service),
                 )
             )
         return DeliveryPlan(config_version=self._index.version, deliveries=deliveries)
 
     @activity.defn(name="dead_letter")
+    @fails_fast
     async def dead_letter(self, dead: DeadLetter) -> int:
         """Compensation: record the failed delivery in the DLQ, once per workflow.
 
@@ -84,6 +110,7 @@ class StoreActivities:
         return await self._store.dlq.add(dead, log)
 
     @activity.defn(name="replay_delivery")
+    @fails_fast
     async def replay_delivery(self, replay: ReplayInput) -> Delivery:
         """The stored delivery of a DLQ row, to send again exactly as it was rendered.
 
@@ -113,14 +140,11 @@ class StoreActivities:
             method=HttpMethod(entry.method),
             endpoint=entry.endpoint,
             payload=entry.payload,
-            retry=RetrySettings(
-                max_attempts=service.max_attempts,
-                backoff=service.backoff,
-                timeout=service.timeout,
-            ),
+            retry=RetrySettings.of(service),
         )
 
     @activity.defn(name="finish_replay")
+    @fails_fast
     async def finish_replay(self, outcome: ReplayOutcome) -> None:
         """Resolve the DLQ row if the replay delivered, else record the replay's error."""
         if outcome.error is not None:
@@ -141,6 +165,7 @@ class StoreActivities:
         return f"{last} (then: {error})" if last else error
 
     @activity.defn(name="prune_log")
+    @fails_fast
     async def prune_log(self, retention_days: int) -> int:
         """Delete delivery-log rows past the retention period; return how many."""
         removed = await self._store.log.prune(retention_days)

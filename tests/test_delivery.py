@@ -4,15 +4,19 @@ import asyncio
 import base64
 import json
 import logging
+import secrets
 from urllib.parse import parse_qs
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from hub.core.models import DeliveryStatus, DispatchInput, Event, Outcome
+from hub.core.models import DeliveryStatus, DispatchInput, Event, Outcome, ReplayInput
 from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
 from tests.sink import Reply
 from workflows.dispatch import DispatchEventWorkflow
+from workflows.replay import ReplayDeadLetterWorkflow
+
+RUN = secrets.token_hex(4)
 
 
 async def test_post_put_patch_send_the_rendered_bytes(hub, sink, make_service, make_rule, unique):
@@ -378,3 +382,38 @@ async def test_workflows_are_found_by_search_attributes(
     assert found == [result.workflow_id]
     by_id = [w.id async for w in temporal.list_workflows(f"HubEventId = '{unique}-v'")]
     assert by_id == [result.workflow_id]
+
+
+async def test_a_dlq_row_the_database_refuses_still_ends_the_workflow(
+    hub, store, sink, make_service, make_rule, unique
+):
+    # PostgreSQL refuses NUL in text: the DLQ write fails for good, and must not wedge the
+    # workflow in retries; the failure stays findable in the workflow's result.
+    service = await make_service(max_attempts=1)
+    sink.script("/nul", Reply(500, body=b"bad\x00byte"))
+    await make_rule(f"{unique}.nul", service, endpoint="/nul")
+    result = await asyncio.wait_for(
+        hub.emit(f"{unique}.nul", event_id=f"{unique}-n", wait=True), 30
+    )
+
+    assert result.result.outcome is Outcome.DEAD_LETTERED
+    [delivery] = result.result.deliveries
+    assert delivery.status is DeliveryStatus.DEAD_LETTERED and delivery.dlq_id is None
+    assert "HTTP 500" in delivery.error
+    assert "the DLQ row could not be written" in delivery.error
+    assert await store.dlq.recent(event=f"{unique}-n") == []
+
+
+async def test_replaying_a_missing_dlq_row_fails_at_once(temporal, settings, worker):
+    # A row that does not exist will not appear with a retry: no retries, an explained end.
+    outcome = await asyncio.wait_for(
+        temporal.execute_workflow(
+            ReplayDeadLetterWorkflow.run,
+            ReplayInput(dlq_id=2**62, replay=1),
+            id=f"dlq-{2**62}-replay-test-{RUN}",
+            task_queue=settings.task_queue,
+        ),
+        20,
+    )
+    assert not outcome.delivered
+    assert outcome.error == f"no DLQ entry with id {2**62}"

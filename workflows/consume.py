@@ -33,7 +33,9 @@ class ConsumeResponsesWorkflow:
     @workflow.run
     async def run(self, consume: ConsumeInput) -> ConsumeSummary:
         sources = await workflow.execute_local_activity_method(
-            ResponseActivities.response_queues, start_to_close_timeout=LIST_TIMEOUT
+            ResponseActivities.response_queues,
+            start_to_close_timeout=LIST_TIMEOUT,
+            retry_policy=CONSUME_RETRY,
         )
         results = await asyncio.gather(
             *(self._drain(source, consume.max_messages) for source in sources)

@@ -1,12 +1,12 @@
 """DispatchEventWorkflow: one workflow per event, fanning out to every matching rule."""
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
-from workflows.delivery import Failure, send
+from workflows.bookkeeping import bookkeeping
+from workflows.delivery import Failure, activity_cause, send
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
@@ -23,11 +23,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
 
-PLAN_TIMEOUT = timedelta(seconds=30)
-DEAD_LETTER_TIMEOUT = timedelta(seconds=30)
-# Compensation must not be lost: retry until the database is back, at a calm pace.
-DEAD_LETTER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-
 
 @workflow.defn
 class DispatchEventWorkflow:
@@ -36,9 +31,7 @@ class DispatchEventWorkflow:
     @workflow.run
     async def run(self, dispatch: DispatchInput) -> DispatchResult:
         event = dispatch.event
-        plan = await workflow.execute_local_activity_method(
-            StoreActivities.plan, dispatch, start_to_close_timeout=PLAN_TIMEOUT
-        )
+        plan = await bookkeeping(StoreActivities.plan, dispatch, local=True)
         if not plan.deliveries:
             workflow.upsert_search_attributes([HUB_OUTCOME.value_set(Outcome.NO_MATCH.value)])
             return DispatchResult(event_id=event.id, outcome=Outcome.NO_MATCH)
@@ -71,20 +64,25 @@ class DispatchEventWorkflow:
         attempts: int,
         error_type: str | None = None,
     ) -> DeliveryOutcome:
-        """The compensation step: the delivery goes to the DLQ with its rendered payload."""
-        dlq_id = await workflow.execute_activity_method(
-            StoreActivities.dead_letter,
-            DeadLetter(
-                delivery=delivery,
-                event=event,
-                workflow_id=workflow.info().workflow_id,
-                error=error,
-                error_type=error_type,
-                attempts=attempts,
-            ),
-            start_to_close_timeout=DEAD_LETTER_TIMEOUT,
-            retry_policy=DEAD_LETTER_RETRY,
+        """The compensation step: the delivery goes to the DLQ with its rendered payload.
+
+        If the DLQ row cannot be written (the database refuses it, or stays down past the
+        retries), the delivery still ends dead-lettered, and this workflow's result and
+        history (event, payload, both errors) are where it is found.
+        """
+        dead = DeadLetter(
+            delivery=delivery,
+            event=event,
+            workflow_id=workflow.info().workflow_id,
+            error=error,
+            error_type=error_type,
+            attempts=attempts,
         )
+        try:
+            dlq_id = await bookkeeping(StoreActivities.dead_letter, dead)
+        except ActivityError as err:
+            error = f"{error} (the DLQ row could not be written: {activity_cause(err)})"
+            return DeliveryOutcome.of(delivery, DeliveryStatus.DEAD_LETTERED, attempts, error=error)
         return DeliveryOutcome.of(
             delivery, DeliveryStatus.DEAD_LETTERED, attempts, error=error, dlq_id=dlq_id
         )

@@ -1,20 +1,15 @@
 """ReplayDeadLetterWorkflow: send a DLQ row's stored payload again, exactly as it was."""
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
+from workflows.bookkeeping import bookkeeping
 from workflows.delivery import Failure, activity_cause, send
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from hub.core.models import Outcome, ReplayInput, ReplayOutcome
     from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
-
-STORE_TIMEOUT = timedelta(seconds=30)
-STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
 def replay_workflow_id(dlq_id: int, replay: int) -> str:
@@ -35,12 +30,7 @@ class ReplayDeadLetterWorkflow:
             delivered=False,
         )
         try:
-            delivery = await workflow.execute_local_activity_method(
-                StoreActivities.replay_delivery,
-                replay,
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-            )
+            delivery = await bookkeeping(StoreActivities.replay_delivery, replay, local=True)
         except FailureError as err:
             cause = activity_cause(err)
             outcome.error = cause.message if isinstance(cause, ApplicationError) else str(err)
@@ -54,12 +44,7 @@ class ReplayDeadLetterWorkflow:
             else:
                 outcome.delivered, outcome.attempts = True, result.attempt
 
-        await workflow.execute_activity_method(
-            StoreActivities.finish_replay,
-            outcome,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-        )
+        await bookkeeping(StoreActivities.finish_replay, outcome)
         state = Outcome.DELIVERED if outcome.delivered else Outcome.DEAD_LETTERED
         workflow.upsert_search_attributes([HUB_OUTCOME.value_set(state.value)])
         return outcome

@@ -42,7 +42,7 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 # are imported once; only the workflow modules themselves are re-run.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "hub", "activities", "workflows.delivery"
+        "hub", "activities", "workflows.delivery", "workflows.bookkeeping"
     )
 )
 WORKFLOWS = [

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from hub.core.models.event import Event
 from hub.core.models.rule import HttpMethod
-from hub.core.models.service import MAX_ATTEMPTS_CAP, ServiceType
+from hub.core.models.service import MAX_ATTEMPTS_CAP, Service, ServiceType
 
 
 class RetrySettings(BaseModel):
@@ -16,6 +16,13 @@ class RetrySettings(BaseModel):
     max_attempts: int = Field(ge=1, le=MAX_ATTEMPTS_CAP)
     backoff: float
     timeout: float
+
+    @classmethod
+    def of(cls, service: Service) -> Self:
+        """The service's settings as they are now (a later change of them does not apply)."""
+        return cls(
+            max_attempts=service.max_attempts, backoff=service.backoff, timeout=service.timeout
+        )
 
 
 class Delivery(BaseModel):
