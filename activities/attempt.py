@@ -1,24 +1,53 @@
-"""The one skeleton of a delivery attempt, whatever the transport: look up the service, open
-its credentials, prepare the call, ask the breaker, send, then log the attempt (with the
-breaker's outcome in the same statement) and raise an error Temporal's retry policy reads."""
+"""The one skeleton of a delivery attempt, whatever the transport: look up the service and the
+payload, ask the breaker, record the attempt as in flight, send, then write its outcome (with
+the breaker's verdict in the same statement) and raise an error the workflow reads.
 
+Two kinds of failure are kept apart:
+- the receiver's (an error answer, a timeout, an open circuit): a DeliveryError, which uses up
+  one of the delivery's attempts; the workflow decides on the next one;
+- the hub's own (its database is down): HubUnavailable, which Temporal retries with capped
+  backoff, using up no attempt, since nothing was sent.
+"""
+
+import asyncio
 import random
 import time
 from datetime import timedelta
 
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from hub.core.models import AttemptResult, Delivery, LogEntryIn, LogStatus, Service, attempt_log
+from hub.core.models import (
+    AttemptResult,
+    Delivery,
+    LogEntryIn,
+    LogStatus,
+    LogUpdate,
+    Service,
+    attempt_log,
+)
 from hub.runtime.breaker import CIRCUIT_OPEN, CircuitBreaker, CircuitOpenError, Permit
 from hub.runtime.rule_index import RuleIndex
 from hub.secrets import SecretBox, SecretKeyError
-from hub.store import Store
-from hub.transport.base import Transport
+from hub.store import UNAVAILABLE_ERRORS, Store, StoreError
+from hub.transport.base import Call, Sent, Transport
+
+RETRYABLE = "DeliveryRetryable"
+REJECTED = "DeliveryRejected"
+DELIVERY_ERRORS = (RETRYABLE, REJECTED, CIRCUIT_OPEN)
+"""The error types that use up an attempt; anything else is the hub's own failure."""
+HUB_UNAVAILABLE = "HubUnavailable"
+FINISH_RETRIES = (0.2, 0.5, 1.0, 0.0)
+"""Pauses after each try of an attempt's final log write before the workflow is asked to."""
+HUB_BUDGET = 4.0
+"""Seconds the hub's own work may take before a send, and again after it: with the send's
+own timeout, within the activity's (the service timeout plus workflows.delivery's margin)."""
 
 
 class DeliveryError(ApplicationError):
-    """A failed attempt. ``details[0]`` is the attempt number, for the compensation step."""
+    """A failed attempt. ``details`` are the attempt number and, when the database refused
+    the attempt's final log write, that write (a LogUpdate as JSON)."""
 
 
 def delivery_error(
@@ -28,15 +57,35 @@ def delivery_error(
     retryable: bool,
     delay: timedelta | None = None,
     kind: str | None = None,
+    unlogged: LogUpdate | None = None,
 ) -> DeliveryError:
-    """The error Temporal records for a failed attempt (its retry policy reads the type)."""
+    """The error Temporal records for a failed attempt (the workflow reads its type)."""
+    details: tuple[object, ...] = (attempt,)
+    if unlogged is not None:
+        details += (unlogged.model_dump(mode="json"),)
     return DeliveryError(
         message,
-        attempt,
-        type=kind or ("DeliveryRetryable" if retryable else "DeliveryRejected"),
+        *details,
+        type=kind or (RETRYABLE if retryable else REJECTED),
         non_retryable=not retryable,
         next_retry_delay=delay,
         # An expected outcome, logged by us in one line: no SDK traceback per attempt.
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+def hub_unavailable(delivery: Delivery, err: BaseException) -> ApplicationError:
+    """The hub's own failure: nothing was sent; Temporal retries without using an attempt."""
+    reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    activity.logger.warning(
+        "delivery %s to %s waits: the hub's database is unavailable (%s)",
+        delivery.id,
+        delivery.service,
+        reason,
+    )
+    return ApplicationError(
+        f"the hub's database is unavailable ({reason})",
+        type=HUB_UNAVAILABLE,
         category=ApplicationErrorCategory.BENIGN,
     )
 
@@ -47,7 +96,7 @@ def jittered(seconds: float) -> timedelta:
 
 
 class DeliveryAttempt:
-    """begin -> prepare -> breaker admit -> send -> log row + breaker outcome; one per worker."""
+    """service -> payload -> breaker -> in-flight row -> send -> outcome; one per worker."""
 
     def __init__(
         self, store: Store, index: RuleIndex, breaker: CircuitBreaker, box: SecretBox
@@ -58,88 +107,145 @@ class DeliveryAttempt:
         self._box = box
 
     async def run(self, delivery: Delivery, transport: Transport) -> AttemptResult:
-        """Make one attempt and log it; raise a retryable or non-retryable DeliveryError."""
-        info = activity.info()
-        attempt = delivery.first_attempt - 1 + info.attempt
+        """Make one attempt and log it; raise a DeliveryError, or HubUnavailable if the
+        hub's database failed before anything was sent (or, if it refused a value, a
+        non-retryable error of the hub's)."""
         log = attempt_log(
             delivery,
-            workflow_id=info.workflow_id or "",
+            workflow_id=activity.info().workflow_id or "",
             method=transport.method(delivery),
-            attempt=attempt,
+            attempt=delivery.first_attempt,
         )
+        try:
+            # A busy or recovering database must not hold the attempt past its activity's
+            # timeout (Temporal would start another while this one might still send).
+            async with asyncio.timeout(HUB_BUDGET):
+                service, delivery, permit = await self._ready(delivery, log)
+                log.status = LogStatus.SENDING
+                log_id, log.attempt = await self._store.log.begin(log)
+        except UNAVAILABLE_ERRORS as err:
+            raise hub_unavailable(delivery, err) from None
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, StoreError) as err:
+            # The hub's own, and no retry can change it: the workflow dead-letters it as such.
+            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        # From here on the request may leave: nothing may raise HubUnavailable any more, or
+        # the retry would send it again.
+        try:
+            call = transport.prepare(delivery, service, self._box.credentials(service), log.attempt)
+        except (ValueError, SecretKeyError) as err:
+            log.target = getattr(err, "target", None)
+            unsendable = Sent(healthy=True, error=str(err), retryable=False)
+            return await self._finish(log_id, log, service, None, unsendable)
+        log.target = call.target
+        started = time.perf_counter()
+        sent = await _send(call)
+        log.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return await self._finish(log_id, log, service, permit, sent)
+
+    async def _ready(self, delivery: Delivery, log: LogEntryIn) -> tuple[Service, Delivery, Permit]:
+        """The service, the delivery with its payload, and the breaker's leave to call."""
         service = await self._index.service(delivery.service_id)
         if service is None:
             message = f"service {delivery.service!r} is disabled or was deleted"
-            raise await self._reject(log, delivery_error(message, attempt, retryable=False))
+            raise await self._refuse(log, message, retryable=False)
+        if delivery.payload_ref is not None:
+            payload = await self._store.claims.get(delivery.payload_ref)
+            delivery = delivery.model_copy(update={"payload": payload})
         try:
-            call = transport.prepare(delivery, service, self._box.credentials(service), attempt)
-        except (ValueError, SecretKeyError) as err:
-            log.target = getattr(err, "target", None)
-            error = delivery_error(str(err), attempt, retryable=False)
-            raise await self._reject(log, error) from None
-        log.target = call.target
-        permit = await self._admit(log, service)
-
-        started = time.perf_counter()
-        sent = await call.send()
-        log.latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        log.status_code, log.response_excerpt = sent.status_code, sent.excerpt
-        failed = None
-        if sent.error is not None:
-            failed = delivery_error(
-                sent.error, attempt, retryable=sent.retryable, delay=sent.retry_after
-            )
-        await self._finish(log, service, permit, healthy=sent.healthy, error=failed)
-        return AttemptResult(
-            attempt=attempt, status_code=sent.status_code, latency_ms=log.latency_ms
-        )
-
-    async def _admit(self, log: LogEntryIn, service: Service) -> Permit:
-        """The breaker's leave to call, or a logged refusal that retries after the cooldown."""
-        try:
-            return await self._breaker.admit(service)
+            permit = await self._breaker.admit(service)
         except CircuitOpenError as err:
             delay = jittered(err.retry_in)
-            error = delivery_error(
-                str(err), log.attempt or 0, retryable=True, delay=delay, kind=CIRCUIT_OPEN
-            )
-            raise await self._reject(log, error) from None
+            raise await self._refuse(
+                log, str(err), retryable=True, delay=delay, kind=CIRCUIT_OPEN
+            ) from None
+        return service, delivery, permit
 
-    async def _reject(self, log: LogEntryIn, error: DeliveryError) -> DeliveryError:
-        """Log an attempt that never reached the service; return its error to raise."""
-        log.error = error.message
-        _warn(log, not error.non_retryable)
-        try:
-            await self._store.log.add(log)
-        except Exception:
-            activity.logger.exception("could not log the attempt for %s", log.delivery_id)
-        return error
-
-    async def _finish(
+    async def _refuse(
         self,
         log: LogEntryIn,
+        message: str,
+        *,
+        retryable: bool,
+        delay: timedelta | None = None,
+        kind: str | None = None,
+    ) -> DeliveryError:
+        """Log an attempt that never reached the service; return its error to raise."""
+        log.error = message
+        _, attempt = await self._store.log.begin(log)
+        log.attempt = attempt
+        _warn(log, retryable)
+        return delivery_error(message, attempt, retryable=retryable, delay=delay, kind=kind)
+
+    async def _finish(
+        self, log_id: int, log: LogEntryIn, service: Service, permit: Permit | None, sent: Sent
+    ) -> AttemptResult:
+        """Write the attempt's outcome and feed the breaker; raise its error if it failed.
+
+        The request went out, so nothing here may raise HubUnavailable (the retry would send
+        it again): if the database refuses the write, the workflow is handed it to write.
+        """
+        attempt = log.attempt or 0
+        log.status_code, log.response_excerpt = sent.status_code, sent.excerpt
+        log.status = LogStatus.OK if sent.error is None else LogStatus.FAILED
+        log.error = sent.error
+        if sent.error is not None:
+            _warn(log, sent.retryable)
+        unlogged = await self._record(log_id, log, service, permit, healthy=sent.healthy)
+        if sent.error is not None:
+            raise delivery_error(
+                sent.error,
+                attempt,
+                retryable=sent.retryable,
+                delay=sent.retry_after,
+                unlogged=unlogged,
+            )
+        return AttemptResult(
+            attempt=attempt,
+            status_code=sent.status_code,
+            latency_ms=log.latency_ms or 0.0,
+            unlogged=unlogged,
+        )
+
+    async def _record(
+        self,
+        log_id: int,
+        log: LogEntryIn,
         service: Service,
-        permit: Permit,
+        permit: Permit | None,
         *,
         healthy: bool,
-        error: DeliveryError | None,
-    ) -> None:
-        """Log the attempt and feed the breaker, then raise its error if it failed.
-
-        A failure to write the log must not fail a delivery that went out: the retry would
-        send it a second time.
-        """
-        if error is None:
-            log.status = LogStatus.OK
-        else:
-            log.error = error.message
-            _warn(log, not error.non_retryable)
+    ) -> LogUpdate | None:
+        """The outcome write (with the breaker's, when the call was made under a permit),
+        tried a few times within HUB_BUDGET; the write itself if it never went through."""
         try:
-            await self._breaker.record(service, permit, healthy=healthy, log=log)
-        except Exception:
-            activity.logger.exception("could not record the attempt for %s", log.delivery_id)
-        if error is not None:
-            raise error
+            async with asyncio.timeout(HUB_BUDGET):
+                for pause in FINISH_RETRIES:
+                    try:
+                        if permit is None:
+                            await self._store.log.finish(log_id, log)
+                        else:
+                            await self._breaker.record(
+                                service, permit, healthy=healthy, log_id=log_id, log=log
+                            )
+                        return None
+                    except Exception:
+                        await asyncio.sleep(pause)
+        except TimeoutError:
+            pass
+        activity.logger.warning(
+            "could not log attempt %s of %s: the workflow will", log.attempt, log.delivery_id
+        )
+        return LogUpdate(log_id=log_id, entry=log)
+
+
+async def _send(call: Call) -> Sent:
+    """The call's outcome; an error the transport did not expect is a failed attempt too
+    (the request may have left), never the hub's own."""
+    try:
+        return await call.send()
+    except Exception as err:
+        activity.logger.exception("unexpected error while sending to %s", call.target)
+        return Sent(healthy=False, error=f"{type(err).__name__}: {err}", retryable=True)
 
 
 def _warn(log: LogEntryIn, retryable: bool) -> None:

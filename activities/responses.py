@@ -4,6 +4,7 @@ it is acked; what cannot be read goes to ``<queue>.dlq``, never back to block th
 import json
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from temporalio import activity
 
@@ -57,11 +58,29 @@ class ResponseActivities:
             result.error = "service is disabled or was deleted"
             return result
         url = AmqpTarget.from_url(self._box.credentials(service).url).connection_url
-        await self._pool.queue(url, dlq_name(source.queue), connect_timeout=service.timeout)
-        queue = await self._pool.queue(url, source.queue, connect_timeout=service.timeout)
+        try:
+            await self._drain(url, source, max_messages, service.timeout, result)
+        except aiormq.exceptions.ChannelNotFoundEntity as err:
+            # The queue was deleted on the broker: declare it again on the next run.
+            self._pool.forget(url, source.queue)
+            self._pool.forget(url, dlq_name(source.queue))
+            result.error = f"queue gone on the broker ({err}); declared again on the next run"
+        return result
+
+    async def _drain(
+        self,
+        url: str,
+        source: ResponseQueue,
+        max_messages: int,
+        wait: float,
+        result: ConsumeResult,
+    ) -> None:
+        """Take messages until max_messages or the queue is empty (``wait`` for each)."""
+        await self._pool.queue(url, dlq_name(source.queue), connect_timeout=wait)
+        queue = await self._pool.queue(url, source.queue, connect_timeout=wait)
         channel = queue.channel
         while result.consumed + result.rejected < max_messages:
-            message = await queue.get(no_ack=False, fail=False, timeout=service.timeout)
+            message = await queue.get(no_ack=False, fail=False, timeout=wait)
             if message is None:
                 break
             try:
@@ -73,7 +92,6 @@ class ResponseActivities:
                 await message.nack(requeue=True)
                 raise
             activity.heartbeat(result.consumed + result.rejected)
-        return result
 
     async def _take(
         self, channel: AbstractChannel, source: ResponseQueue, message: AbstractIncomingMessage

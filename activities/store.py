@@ -1,5 +1,6 @@
 """Activities over the hub's own database: planning an event's deliveries, dead-lettering."""
 
+import json
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -7,15 +8,18 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 from pydantic import ValidationError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from hub.core import templating
+from hub.core.claims import PAYLOAD_INLINE_MAX, PLAN_INLINE_BUDGET, claim_key
 from hub.core.models import (
     DeadLetter,
     Delivery,
     DeliveryPlan,
     DispatchInput,
+    Event,
     HttpMethod,
+    LogUpdate,
     ReplayInput,
     ReplayOutcome,
     RetrySettings,
@@ -24,7 +28,7 @@ from hub.core.models import (
 )
 from hub.runtime.breaker import CIRCUIT_OPEN
 from hub.runtime.rule_index import RuleIndex
-from hub.store import Store, StoreError
+from hub.store import UNAVAILABLE_ERRORS, Store, StoreError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -45,6 +49,17 @@ def fails_fast(
             return await method(*args, **kwargs)
         except (*DETERMINISTIC, StoreError) as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        except UNAVAILABLE_ERRORS as err:
+            # Expected during an outage: one line per retry, not a traceback.
+            reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            activity.logger.warning(
+                "%s waits: the database is unavailable (%s)", method.__name__, reason
+            )
+            raise ApplicationError(
+                f"the hub's database is unavailable ({reason})",
+                type="HubUnavailable",
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
 
     return run
 
@@ -52,9 +67,10 @@ def fails_fast(
 class StoreActivities:
     """Plans deliveries from the cached rule index, writes the DLQ, prunes the log."""
 
-    def __init__(self, store: Store, index: RuleIndex) -> None:
+    def __init__(self, store: Store, index: RuleIndex, *, max_payload_bytes: int) -> None:
         self._store = store
         self._index = index
+        self._max_payload_bytes = max_payload_bytes
 
     @activity.defn(name="plan_deliveries")
     @fails_fast
@@ -62,21 +78,32 @@ class StoreActivities:
         """Match the event against the rules and render each payload.
 
         Runs as a local activity: it reads memory, and reloads the index only when the
-        emitter saw a newer configuration than this worker holds.
+        emitter saw a newer configuration than this worker holds. A payload over
+        HUB_MAX_PAYLOAD_BYTES is a template error (dead-lettered, never sent); large ones are
+        claim-checked, so the plan (and the history) stays small whatever the event's size.
         """
-        event = dispatch.event
-        targets = await self._index.match(event.name, dispatch.config_version)
+        targets = await self._index.match(dispatch.event.name, dispatch.config_version)
+        event = await self._full_event(dispatch)
         deliveries = []
+        inline = 0
         for target in targets:
             rule, service = target.rule, target.service
-            payload, error = None, None
+            payload, ref, error = None, None, None
             try:
-                payload = templating.render(rule.template, event)
+                payload = templating.render(rule.template, event, max_bytes=self._max_payload_bytes)
             except templating.TemplateError as err:
                 error = f"rule {rule.id}: {err}"
+            did = delivery_id(event.id, rule.id)
+            if payload is not None and (
+                len(payload) > PAYLOAD_INLINE_MAX or inline + len(payload) > PLAN_INLINE_BUDGET
+            ):
+                ref = claim_key("payload", did, payload)
+                await self._store.claims.put(ref, payload)
+                payload = None
+            inline += len(payload or "")
             deliveries.append(
                 Delivery(
-                    id=delivery_id(event.id, rule.id),
+                    id=did,
                     event_id=event.id,
                     event_name=event.name,
                     rule_id=rule.id,
@@ -86,11 +113,25 @@ class StoreActivities:
                     method=rule.method,
                     endpoint=rule.endpoint,
                     payload=payload,
+                    payload_ref=ref,
                     template_error=error,
                     retry=RetrySettings.of(service),
                 )
             )
         return DeliveryPlan(config_version=self._index.version, deliveries=deliveries)
+
+    async def _full_event(self, dispatch: DispatchInput) -> Event:
+        """The event with its data, fetched from its claim-check when it has one."""
+        if dispatch.data_ref is None:
+            return dispatch.event
+        data = await self._store.claims.get(dispatch.data_ref)
+        return dispatch.event.model_copy(update={"data": json.loads(data)})
+
+    @activity.defn(name="record_attempt")
+    @fails_fast
+    async def record_attempt(self, update: LogUpdate) -> None:
+        """Write an attempt's outcome that its activity could not (the database blipped)."""
+        await self._store.log.finish(update.log_id, update.entry)
 
     @activity.defn(name="dead_letter")
     @fails_fast
@@ -129,6 +170,10 @@ class StoreActivities:
             raise ApplicationError(
                 f"service {entry.service!r} is disabled or was deleted", non_retryable=True
             )
+        payload, ref = entry.payload, None
+        if len(payload) > PAYLOAD_INLINE_MAX:
+            ref = claim_key("payload", entry.delivery_id, payload)
+            await self._store.claims.put(ref, payload)
         return Delivery(
             id=entry.delivery_id,
             event_id=entry.event_id,
@@ -139,7 +184,8 @@ class StoreActivities:
             service_type=service.type,
             method=HttpMethod(entry.method),
             endpoint=entry.endpoint,
-            payload=entry.payload,
+            payload=None if ref else payload,
+            payload_ref=ref,
             retry=RetrySettings.of(service),
         )
 
@@ -167,7 +213,9 @@ class StoreActivities:
     @activity.defn(name="prune_log")
     @fails_fast
     async def prune_log(self, retention_days: int) -> int:
-        """Delete delivery-log rows past the retention period; return how many."""
+        """Delete delivery-log rows and claim-checks past the retention period; return how
+        many log rows went."""
+        await self._store.claims.prune(retention_days)
         removed = await self._store.log.prune(retention_days)
         if removed:
             activity.logger.info(

@@ -1,6 +1,5 @@
 """Settings read from the environment (``HUB_`` prefix), shared by every entry point."""
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -38,6 +37,12 @@ class Settings(BaseSettings):
     """CIDRs and host names deliveries may reach although the egress guard refuses them."""
     response_max_bytes: int = Field(default=64 * 1024, ge=0)
     """How much of a response body an HTTP delivery reads before it closes the connection."""
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest event accepted (its JSON in UTF-8) by the API, webhooks, the SDK and the CLI."""
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest rendered payload (UTF-8 bytes); a larger rendering is dead-lettered."""
+    codec_cors_origins: str = ""
+    """Origins (space/comma separated) allowed to call the codec endpoint from a browser."""
 
     @field_validator("egress_allow")
     @classmethod
@@ -50,7 +55,7 @@ class Settings(BaseSettings):
         """The egress guard's allow-list (HUB_EGRESS_ALLOW)."""
         return EgressPolicy.parse(self.egress_allow)
 
-    @cached_property
+    @property
     def resolved_temporal_address(self) -> str:
         """The Temporal frontend to use: the configured one or the embedded dev server's."""
         return self.temporal_address or DEFAULT_TEMPORAL_ADDRESS

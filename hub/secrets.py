@@ -40,6 +40,17 @@ class Credentials:
     signers: tuple[Signer, ...] = ()
 
 
+def secret_keys(settings: Settings) -> str | None:
+    """The configured key list: HUB_SECRET_KEY, else ``$HUB_DATA_DIR/secret.key``, else None.
+
+    Every key user (``SecretBox``, and the Temporal payload codec) finds its keys here.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = settings.data_dir / KEY_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
 class SecretBox:
     """Seals with the newest key and opens with any listed key (or refuses, with no key).
 
@@ -62,10 +73,7 @@ class SecretBox:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SecretBox":
-        if settings.secret_key is not None:
-            return cls(settings.secret_key.get_secret_value())
-        path = settings.data_dir / KEY_FILE
-        return cls(path.read_text().strip() if path.exists() else None)
+        return cls(secret_keys(settings))
 
     def seal(self, plain: str) -> str:
         return self._require().encrypt(plain.encode()).decode()
@@ -140,9 +148,15 @@ class SecretBox:
 
 def private_dir(path: Path) -> Path:
     """The directory, created if missing and made 0700 in any case: HUB_DATA_DIR holds the
-    secret key, the API token, and the dev servers' databases with every event's payload."""
+    secret key, the API token, and the dev servers' databases with every event's payload.
+
+    0710 is left alone: run as root, the embedded PostgreSQL runs as a user in our group
+    that must pass through (hub.runtime.embedded opens it so), and closing it under a
+    running server would crash it.
+    """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
+    if path.stat().st_mode & 0o777 not in (0o700, 0o710):
+        path.chmod(0o700)
     return path
 
 

@@ -2,12 +2,25 @@
 
 import asyncio
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HUB = str(Path(sys.executable).parent / "hub")
+
+
+def hub_env(settings: Any, *, task_queue: str | None = None) -> dict[str, str]:
+    """This process's environment plus what a ``hub`` or ``worker.py`` child needs to use
+    the run's servers (the sinks are on 127.0.0.1, so loopback egress is allowed)."""
+    return os.environ | {
+        "HUB_DATABASE_URL": settings.database_url or "",
+        "HUB_TEMPORAL_ADDRESS": settings.resolved_temporal_address,
+        "HUB_TASK_QUEUE": task_queue or settings.task_queue,
+        "HUB_SECRET_KEY": settings.secret_key.get_secret_value() if settings.secret_key else "",
+        "HUB_EGRESS_ALLOW": settings.egress_allow,
+    }
 
 
 @dataclass

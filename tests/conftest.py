@@ -23,7 +23,7 @@ from hub.runtime.connections import connect_temporal
 from hub.runtime.embedded import TemporalDevServer, embedded_database_url, free_port, port_in_use
 from hub.secrets import SecretBox
 from hub.store import Store
-from tests.cli_runner import Run, run_hub
+from tests.cli_runner import Run, hub_env, run_hub
 from tests.sink import HttpSink
 
 RUN_ID = secrets.token_hex(4)
@@ -175,14 +175,7 @@ def make_rule(store: Store, hub: HubClient):
 @pytest.fixture
 def cli(settings: Settings, worker: RunningWorker):
     """``await cli(*args, stdin=..., env={...})``: the ``hub`` command on this run's servers."""
-    base = os.environ | {
-        "HUB_DATABASE_URL": settings.database_url or "",
-        "HUB_TEMPORAL_ADDRESS": settings.resolved_temporal_address,
-        "HUB_TASK_QUEUE": settings.task_queue,
-        "HUB_SECRET_KEY": settings.secret_key.get_secret_value() if settings.secret_key else "",
-        "HUB_EGRESS_ALLOW": settings.egress_allow,  # the sinks are on 127.0.0.1
-        "COLUMNS": "200",
-    }
+    base = hub_env(settings) | {"COLUMNS": "200"}
 
     async def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> Run:
         return await run_hub(base | (env or {}), *args, stdin=stdin)

@@ -114,6 +114,56 @@ async def test_unroutable_message_is_retried_then_dead_lettered(
     assert all(r.method == "PUBLISH" and "amq.direct" in r.target for r in logs)
 
 
+async def test_still_unroutable_after_declaring_the_queue_again_is_a_failed_attempt(
+    hub, store, broker_up, make_service, make_rule, unique
+):
+    # The URL's queue is declared, but its key leads elsewhere: declaring it again on the
+    # NO_ROUTE cannot help, so each attempt publishes twice at most, then fails.
+    service = await make_service(
+        type="amqp",
+        base_url=f"{BROKER}?queue_declare={unique}-decl&routing_key={unique}-elsewhere",
+        max_attempts=2,
+    )
+    await make_rule(f"{unique}.astray", service)
+
+    result = await hub.emit(f"{unique}.astray", {}, event_id=f"{unique}-a", wait=True)
+
+    assert result.result.outcome is Outcome.DEAD_LETTERED
+    [dead] = await store.dlq.recent(event=f"{unique}-a")
+    assert dead.attempts == 2
+    assert "NO_ROUTE" in dead.error
+    assert f"also after declaring queue '{unique}-decl' again" in dead.error
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        declared = await (await connection.channel()).get_queue(f"{unique}-decl")
+        assert declared.declaration_result.message_count == 0
+        await declared.delete(if_unused=False, if_empty=False)
+
+
+async def test_a_channel_closed_by_the_broker_does_not_fail_the_next_delivery(
+    hub, store, channel, make_service, make_rule, unique
+):
+    queue = await fresh_queue(channel, f"{unique}-next")
+    # Publishing to an exchange that does not exist makes the broker close the channel.
+    broken = await make_service(
+        type="amqp", base_url=f"{BROKER}?exchange={unique}-none&routing_key=x", max_attempts=1
+    )
+    good = await make_service(type="amqp", base_url=f"{BROKER}?routing_key={queue.name}")
+    await make_rule(f"{unique}.bad", broken)
+    await make_rule(f"{unique}.good", good)
+
+    bad = await hub.emit(f"{unique}.bad", {}, event_id=f"{unique}-bad", wait=True)
+    after = await hub.emit(f"{unique}.good", {}, event_id=f"{unique}-good", wait=True)
+
+    assert bad.result.outcome is Outcome.DEAD_LETTERED
+    [dead] = await store.dlq.recent(event=f"{unique}-bad")
+    assert "NOT_FOUND" in dead.error
+    assert after.result.outcome is Outcome.DELIVERED
+    assert len(await drain(queue, 1)) == 1
+    [row] = await store.log.recent(event_id=f"{unique}-good")
+    assert (row.attempt, row.error) == (1, None)
+
+
 async def test_broker_down_is_retried_counted_by_the_breaker_then_dead_lettered(
     hub, store, make_service, make_rule, unique
 ):

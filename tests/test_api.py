@@ -9,12 +9,15 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from hub import __version__
 from hub.api import create_app, serve
 from hub.api.metrics import render_metrics
-from hub.api.middleware import MAX_BODY_BYTES
+from hub.api.middleware import ENVELOPE_MARGIN
+from hub.config import Settings
 from hub.core.models import Circuit, CircuitState, DispatchResult, Outcome, ReplayOutcome
+from hub.runtime.connections import connect_temporal
 from hub.runtime.embedded import free_port
 from hub.secrets import SecretBox
 from hub.store import Store
@@ -258,28 +261,44 @@ def nested(depth: int) -> dict:
     return value
 
 
-async def test_bodies_over_the_limit_are_refused(api, app):
-    big = {"name": "x", "data": {"s": "a" * MAX_BODY_BYTES}}
-    response = await api.post("/events", json=big)
-    assert response.status_code == 413
-    assert "limit is 262144 bytes" in response.json()["detail"]
+async def test_bodies_over_the_limit_are_refused(
+    api_settings, store, temporal, make_service, make_rule, unique
+):
+    await make_rule(f"{unique}.big", await make_service())
+    small = api_settings.model_copy(update={"max_event_bytes": 2048})
+    limit = 2048 + ENVELOPE_MARGIN  # the body may hold the event plus its envelope
+    app = create_app(small, store=store, temporal=temporal)
+    async with app.router.lifespan_context(app), client_for(app) as api:
+        response = await api.post("/events", json={"name": "x", "data": {"s": "a" * limit}})
+        assert response.status_code == 413
+        assert f"limit is {limit} bytes" in response.json()["detail"]
 
-    async def chunks():  # no Content-Length: the bytes received are counted
-        yield b'{"name": "x", "data": {"s": "'
-        for _ in range(5):
-            yield b"a" * (64 * 1024)
-        yield b'"}}'
+        async def chunks():  # no Content-Length: the bytes received are counted
+            yield b'{"name": "x", "data": {"s": "'
+            for _ in range(2):
+                yield b"a" * (64 * 1024)
+            yield b'"}}'
 
-    streamed = await api.post(
-        "/events", content=chunks(), headers={"content-type": "application/json"}
-    )
-    assert streamed.status_code == 413
-    async with client_for(app, headers={}) as anonymous:
-        hook = await anonymous.post("/webhooks/x", content=b"[" * (MAX_BODY_BYTES + 1))
-    assert hook.status_code == 413
+        streamed = await api.post(
+            "/events", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        async with client_for(app, headers={}) as anonymous:
+            hook = await anonymous.post("/webhooks/x", content=b"[" * (limit + 1))
+        assert hook.status_code == 413
 
-    small = {"name": "x", "data": {"s": "a" * (MAX_BODY_BYTES - 100)}}
-    assert (await api.post("/events", json=small)).status_code == 200  # no rule matches "x"
+        # Under the body limit, over the event limit: refused by the event's own size.
+        event = {"name": f"{unique}.big", "id": f"{unique}-big", "data": {"s": "a" * 4000}}
+        response = await api.post("/events", json=event)
+        assert response.status_code == 413
+        assert response.json()["detail"].endswith(
+            "over the limit of 2048 bytes (HUB_MAX_EVENT_BYTES)"
+        )
+        with pytest.raises(RPCError) as missing:  # nothing was started
+            await temporal.get_workflow_handle(f"event-{unique}-big").describe()
+        assert missing.value.status is RPCStatusCode.NOT_FOUND
+        fits = {"name": "x", "data": {"s": "a" * 1500}}
+        assert (await api.post("/events", json=fits)).status_code == 200  # no rule matches "x"
 
 
 # services and rules
@@ -433,7 +452,7 @@ async def test_without_a_secret_key_tokens_are_refused_not_500(
 ):
     """Sealing needs the key (400 for the request); opening it for a webhook is 503."""
     webhook_service = await make_service(inbound_token=INBOUND_TOKEN)
-    keyless = Store(store.pool, SecretBox(None))
+    keyless = Store(store.pool, SecretBox(None), dsn=store.dsn)
     app = create_app(api_settings, store=keyless, temporal=temporal)
     async with app.router.lifespan_context(app), client_for(app) as api:
         refused = await api.post(
@@ -700,7 +719,11 @@ async def test_healthz(app, api_settings, store):
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "temporal": "ok"}
 
-    nowhere = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
+    # A new Settings: resolved_temporal_address is cached, and model_copy would keep it.
+    elsewhere = Settings(
+        temporal_address=f"127.0.0.1:{free_port()}", secret_key=api_settings.secret_key
+    )
+    nowhere = await connect_temporal(elsewhere, lazy=True)
     down = create_app(api_settings, store=store, temporal=nowhere)
     async with down.router.lifespan_context(down), client_for(down, headers={}) as client:
         response = await client.get("/healthz")

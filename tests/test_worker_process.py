@@ -1,12 +1,12 @@
 """``python worker.py`` as its own process: it delivers, and SIGTERM lets running work finish."""
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
 
 from hub.client import HubClient
+from tests.cli_runner import hub_env
 from tests.sink import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,14 +16,7 @@ async def test_worker_process_delivers_and_shuts_down_gracefully(
     settings, temporal, store, sink, make_service, make_rule, unique
 ):
     queue = f"{settings.task_queue}-{unique}"
-    env = {
-        **os.environ,
-        "HUB_DATABASE_URL": settings.database_url,
-        "HUB_TEMPORAL_ADDRESS": settings.temporal_address,
-        "HUB_TASK_QUEUE": queue,
-        "HUB_SECRET_KEY": settings.secret_key.get_secret_value(),
-        "HUB_EGRESS_ALLOW": settings.egress_allow,  # the sink is on 127.0.0.1
-    }
+    env = hub_env(settings, task_queue=queue)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "worker.py",

@@ -1,7 +1,8 @@
 """Running the hub's own bookkeeping activities (planning, the DLQ, replays) from a workflow.
 
-Their retries outlast a database restart (about 18 minutes of calm retries), and no more:
-past that the workflow says so in its history instead of retrying for ever. Errors that
+Their retries outlast a database restart (about 20 minutes, every 5 seconds at most, so work
+resumes within seconds of the database coming back), and no more: past that the workflow
+says so in its history instead of retrying for ever. Errors that
 cannot change with a retry (a value the database refuses, a row that does not exist) are
 raised non-retryable by the activities themselves (activities/store.py), so they end at the
 first attempt.
@@ -18,7 +19,7 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 STORE_TIMEOUT = timedelta(seconds=30)
-STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=40)
+STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=250)
 
 
 async def bookkeeping(

@@ -28,9 +28,13 @@ with workflow.unsafe.imports_passed_through():
 class DispatchEventWorkflow:
     """Deliver one event to each matching service; dead-letter what cannot be delivered."""
 
+    def __init__(self) -> None:
+        self._data_ref: str | None = None
+
     @workflow.run
     async def run(self, dispatch: DispatchInput) -> DispatchResult:
         event = dispatch.event
+        self._data_ref = dispatch.data_ref
         plan = await bookkeeping(StoreActivities.plan, dispatch, local=True)
         if not plan.deliveries:
             workflow.upsert_search_attributes([HUB_OUTCOME.value_set(Outcome.NO_MATCH.value)])
@@ -73,6 +77,7 @@ class DispatchEventWorkflow:
         dead = DeadLetter(
             delivery=delivery,
             event=event,
+            data_ref=self._data_ref,
             workflow_id=workflow.info().workflow_id,
             error=error,
             error_type=error_type,

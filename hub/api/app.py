@@ -1,5 +1,9 @@
 """The application: its routers, auth, error handlers and body limit, and the lifespan
 that opens the connections the routes share.
+
+The API starts while PostgreSQL or Temporal is down, and recovers by itself: the store's pool
+connects on demand, the Temporal client on its first call, and the rule index keeps trying
+in the background. Meanwhile /healthz and the routes that need what is down answer 503.
 """
 
 import asyncio
@@ -15,12 +19,19 @@ from temporalio.client import Client
 from hub import __version__
 from hub.api.deps import ApiState, require_api_token
 from hub.api.errors import EXCEPTION_HANDLERS
-from hub.api.middleware import MAX_BODY_BYTES, BodySizeLimit
-from hub.api.routes import circuits, dlq, events, health, logs, rules, services, webhooks
+from hub.api.middleware import (
+    CODEC_MAX_BODY_BYTES,
+    ENVELOPE_MARGIN,
+    BodySizeLimit,
+    CodecCors,
+    parse_origins,
+)
+from hub.api.routes import circuits, codec, dlq, events, health, logs, rules, services, webhooks
 from hub.api.schemas import problems
 from hub.config import Settings
 from hub.engine.client import HubClient
 from hub.engine.replay import Replayer
+from hub.runtime.codec import HubCodec
 from hub.runtime.connections import connect_temporal, database_url
 from hub.secrets import SecretBox
 from hub.store import Store
@@ -44,8 +55,8 @@ def create_app(
 
     With a token in ``settings.api_token`` (at least 16 characters), every route but
     /healthz, the OpenAPI schema and the docs pages needs it, /metrics too unless
-    ``settings.metrics_public``; without one the app is built only when ``insecure_no_auth``
-    says so.
+    ``settings.metrics_public``, /codec too except from HUB_CODEC_CORS_ORIGINS; without one
+    the app is built only when ``insecure_no_auth`` says so.
     """
     token = _api_token(settings)
     if token is None and not insecure_no_auth:
@@ -66,12 +77,20 @@ def create_app(
     )
     app.state.api_token = token
     app.state.metrics_public = settings.metrics_public
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.state.codec = HubCodec.from_settings(settings)
+    app.state.codec_origins = parse_origins(settings.codec_cors_origins)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_event_bytes + ENVELOPE_MARGIN,
+        larger={"/codec/": CODEC_MAX_BODY_BYTES},
+    )
+    app.add_middleware(CodecCors, origins=app.state.codec_origins)
     for error_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(error_type, handler)
     protected = [Depends(require_api_token)]
     for module in (events, services, rules, dlq, logs, circuits):
         app.include_router(module.router, dependencies=protected, responses=problems(401))
+    app.include_router(codec.router, responses=problems(401))
     app.include_router(webhooks.router)
     app.include_router(health.router)
     return app
@@ -86,6 +105,9 @@ def _api_token(settings: Settings) -> SecretStr | None:
 def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) -> Lifespan:
     """The lifespan: opens a store and a Temporal client unless handed in, then the shared
     ``ApiState`` (``app.state.api``); on shutdown it closes only what it opened.
+
+    Neither waits for its server: the pool has no connection to open at start, and the
+    Temporal client is lazy, so the API serves (503s) while either is down.
     """
 
     @asynccontextmanager
@@ -96,9 +118,9 @@ def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) 
                 dsn = await asyncio.to_thread(database_url, settings)
                 box = SecretBox.from_settings(settings)
                 own_store = await stack.enter_async_context(
-                    Store.open(dsn, box=box, egress=settings.egress_policy)
+                    Store.open(dsn, box=box, egress=settings.egress_policy, min_size=0)
                 )
-            client = temporal or await connect_temporal(settings)
+            client = temporal or await connect_temporal(settings, lazy=True)
             hub = await stack.enter_async_context(
                 HubClient.connect(settings, temporal=client, store=own_store)
             )

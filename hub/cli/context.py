@@ -18,8 +18,9 @@ T = TypeVar("T")
 class CliState:
     """The settings, read from the environment once per run, and a way to reach the store.
 
-    Both are lazy: a command that needs neither (``template preview``) never reads them, and
-    a bad setting or secret key fails inside the command, which reports it as one line.
+    Both are lazy: a command that needs neither never reads them (``template preview`` reads
+    only the settings, for the payload limit), and a bad setting or secret key fails inside
+    the command, which reports it as one line.
     """
 
     @cached_property

@@ -10,6 +10,7 @@ from rich.text import Text
 from temporalio.service import RPCError
 
 from hub.cli.output import err_console
+from hub.core.limits import EventTooLarge
 from hub.core.templating import TemplateError
 from hub.runtime.embedded import DevStackError
 from hub.secrets import SecretKeyError
@@ -26,6 +27,7 @@ COMMAND_ERRORS: tuple[type[BaseException], ...] = (
     StoreError,
     ValidationError,
     TemplateError,
+    EventTooLarge,
     DevStackError,
     SecretKeyError,
     RPCError,

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from typing import Annotated
+from uuid import uuid4
 
 import typer
 
@@ -10,7 +11,8 @@ from hub.cli.errors import UsageError
 from hub.cli.output import JsonOption, out, print_json
 from hub.cli.parsing import parse_json_object
 from hub.cli.views import TableView, show_list
-from hub.core.models import EmitResult, LogEntry
+from hub.core.limits import check_event_size
+from hub.core.models import EmitResult, Event, LogEntry, LogStatus
 from hub.engine.client import HubClient
 
 _LOG_TABLE: TableView[LogEntry] = TableView(
@@ -42,8 +44,14 @@ async def emit_command(
 ) -> None:
     """Emit an event: one workflow delivers it to every matching rule's service."""
     payload = parse_json_object(data, "--data")
-    async with HubClient.connect(cli_state(ctx).settings) as hub:
-        result = await hub.emit(name, payload, event_id=event_id, wait=wait)
+    settings = cli_state(ctx).settings
+    # Built and measured here, so an invalid or oversized event is refused before connecting.
+    event = Event(id=event_id or str(uuid4()), name=name, data=payload)
+    check_event_size(event, settings.max_event_bytes)
+    async with HubClient.connect(settings) as hub:
+        result = await hub.emit(
+            event.name, event.data, event_id=event.id, occurred_at=event.occurred_at, wait=wait
+        )
     if as_json:
         print_json(result)
         return
@@ -72,7 +80,7 @@ def _print_emitted(name: str, result: EmitResult) -> None:
 async def logs_command(
     ctx: typer.Context,
     service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
-    status: Annotated[str | None, typer.Option(help="ok or failed.")] = None,
+    status: Annotated[str | None, typer.Option(help="ok, failed, sending or unknown.")] = None,
     direction: Annotated[str | None, typer.Option(help="in or out.")] = None,
     event: Annotated[str | None, typer.Option(help="Only this event id.")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only rows at or after this time.")] = None,
@@ -80,8 +88,8 @@ async def logs_command(
     as_json: JsonOption = False,
 ) -> None:
     """The delivery log, newest first: one row per attempt."""
-    if status not in (None, "ok", "failed"):
-        raise UsageError("--status must be ok or failed")
+    if status not in (None, *LogStatus):
+        raise UsageError(f"--status must be one of {', '.join(LogStatus)}")
     if direction not in (None, "in", "out"):
         raise UsageError("--direction must be in or out")
     await show_list(

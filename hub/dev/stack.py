@@ -1,7 +1,9 @@
 """``hub dev``: the whole hub in one process, on embedded servers where none are configured.
 
 Temporal's dev server (with its UI) and PostgreSQL start as children; the worker, the API and
-the schedules run in this process. Everything stops together on Ctrl+C or SIGTERM.
+the schedules run in this process. Everything stops together on Ctrl+C or SIGTERM, and the
+children die with this process even when it is killed (SIGKILL). One ``hub dev`` per
+HUB_DATA_DIR: a second one on the same directory refuses to start.
 """
 
 import asyncio
@@ -9,6 +11,7 @@ import contextlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -17,12 +20,19 @@ from hub.api import create_app
 from hub.config import Settings
 from hub.dev.background import serve_in_background, stop_server
 from hub.dev.demo import start_demo
+from hub.dev.lock import holding_data_dir
 from hub.engine.worker import running_worker
 from hub.runtime.connections import database_url
-from hub.runtime.embedded import DevStackError, TemporalDevServer, port_in_use
-from hub.secrets import ensure_api_token, ensure_key_file, private_dir
+from hub.runtime.embedded import (
+    DevStackError,
+    TemporalDevServer,
+    port_in_use,
+    private_data_dir,
+)
+from hub.secrets import ensure_api_token, ensure_key_file
 
 LOOPBACK = "127.0.0.0/8 ::1"
+NO_UI = "  Temporal UI  (your Temporal's UI)"
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,40 @@ def run_dev(
     say: Callable[[str], None] = print,
 ) -> None:
     """``hub dev``: embedded servers where none are configured, then worker + API until a
-    signal; everything it started is stopped on the way out."""
+    signal; everything it started is stopped on the way out, and dies with it if it is killed
+    (see ``hub.runtime.embedded``). One ``hub dev`` per data directory."""
     data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with holding_data_dir(data_dir):  # first: a refused hub dev changes nothing
+        check_ports(settings, ports, host, demo)
+        updates: dict[str, Any] = {"data_dir": data_dir}
+        if settings.secret_key is None:
+            ensure_key_file(data_dir)
+        if settings.api_token is None:
+            updates["api_token"] = SecretStr(ensure_api_token(data_dir))
+        private_data_dir(data_dir)  # after those, which make it 0700 even as root
+        updates["egress_allow"] = allow_loopback(settings.egress_allow, say)
+        temporal = None
+        try:
+            if settings.temporal_address is None:
+                temporal = start_temporal(data_dir, host, ports, say)
+                updates["temporal_address"] = temporal.address
+                # The UI, in a browser, calls the API's codec endpoint to show payloads.
+                ui_origin = f"http://{host}:{ports.ui}"
+                updates["codec_cors_origins"] = f"{settings.codec_cors_origins} {ui_origin}".strip()
+            if settings.database_url is None:
+                say(f"starting embedded PostgreSQL in {data_dir / 'postgres'} …")
+            updates["database_url"] = database_url(settings)
+            settings = settings.model_copy(update=updates)
+            ui = ui_banner(host, ports) if temporal else [NO_UI]
+            asyncio.run(_serve_dev(settings, host, ports, demo, ui, say))
+        finally:
+            if temporal is not None:
+                temporal.stop()
+
+
+def check_ports(settings: Settings, ports: DevPorts, host: str, demo: bool) -> None:
     busy = [p for p in (ports.api, *((ports.demo,) if demo else ())) if port_in_use(p, host)]
-    temporal = None
     if settings.temporal_address is None:
         busy += [p for p in (ports.temporal, ports.ui) if port_in_use(p, host)]
     if busy:
@@ -55,33 +95,37 @@ def run_dev(
             f"port(s) {', '.join(map(str, busy))} on {host} already in use: stop what uses "
             "them or pick others (hub dev --help lists the port options)"
         )
-    updates: dict[str, Any] = {"data_dir": private_dir(data_dir)}
-    if settings.secret_key is None:
-        ensure_key_file(data_dir)
-    if settings.api_token is None:
-        updates["api_token"] = SecretStr(ensure_api_token(data_dir))
-    updates["egress_allow"] = allow_loopback(settings.egress_allow, say)
-    try:
-        if settings.temporal_address is None:
-            temporal = TemporalDevServer(
-                host=host,
-                port=ports.temporal,
-                ui_port=ports.ui,
-                db_file=data_dir / "temporal.db",
-                log_file=data_dir / "temporal.log",
-            )
-            say(f"starting the Temporal dev server on {temporal.address} …")
-            temporal.start()
-            updates["temporal_address"] = temporal.address
-        if settings.database_url is None:
-            say(f"starting embedded PostgreSQL in {data_dir / 'postgres'} …")
-        updates["database_url"] = database_url(settings)
-        settings = settings.model_copy(update=updates)
-        ui = f"http://{host}:{ports.ui}" if temporal else "(your Temporal's UI)"
-        asyncio.run(_serve_dev(settings, host, ports, demo, ui, say))
-    finally:
-        if temporal is not None:
-            temporal.stop()
+
+
+def start_temporal(
+    data_dir: Path, host: str, ports: DevPorts, say: Callable[[str], None]
+) -> TemporalDevServer:
+    """The Temporal dev server, its UI decoding payloads through the API's codec endpoint.
+
+    Started from the main thread: it gets SIGTERM when that thread (the process) dies."""
+    temporal = TemporalDevServer(
+        host=host,
+        port=ports.temporal,
+        ui_port=ports.ui,
+        db_file=data_dir / "temporal.db",
+        log_file=data_dir / "temporal.log",
+        ui_codec_endpoint=codec_endpoint(host, ports),
+    )
+    say(f"starting the Temporal dev server on {temporal.address} …")
+    temporal.start()
+    return temporal
+
+
+def codec_endpoint(host: str, ports: DevPorts) -> str:
+    """The API's remote codec endpoint (``/codec/encode``, ``/codec/decode``)."""
+    return f"http://{host}:{ports.api}/codec"
+
+
+def ui_banner(host: str, ports: DevPorts) -> list[str]:
+    return [
+        f"  Temporal UI  http://{host}:{ports.ui}",
+        f"               UI decodes payloads through {codec_endpoint(host, ports)}",
+    ]
 
 
 def allow_loopback(egress_allow: str, say: Callable[[str], None]) -> str:
@@ -99,7 +143,7 @@ async def _serve_dev(
     host: str,
     ports: DevPorts,
     demo: bool,
-    ui: str,
+    ui: list[str],
     say: Callable[[str], None],
 ) -> None:
     stop = asyncio.Event()
@@ -118,7 +162,7 @@ async def _serve_dev(
                 [
                     "",
                     "hub is running (Ctrl+C stops everything):",
-                    f"  Temporal UI  {ui}",
+                    *ui,
                     f"  API          {api}   (docs: {api}/docs)",
                     f"  Metrics      {api}/metrics   (with the API token)",
                     f"  API token    {settings.api_token.get_secret_value()}",

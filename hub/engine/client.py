@@ -4,6 +4,7 @@ async with HubClient.connect() as hub:
     result = await hub.emit("order.created", {"id": 42}, event_id="order-42")
 """
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
@@ -20,11 +21,13 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from hub.config import Settings
-from hub.core.models import DispatchInput, DispatchResult, EmitResult, Event
-from hub.core.visibility import HUB_EVENT_ID, HUB_EVENT_NAME, HUB_SERVICES
+from hub.core.claims import EVENT_INLINE_MAX, claim_key
+from hub.core.limits import EventTooLarge, event_bytes
+from hub.core.models import DispatchInput, DispatchResult, EmitResult, Event, Outcome
+from hub.core.visibility import HUB_EVENT_ID, HUB_EVENT_NAME, HUB_OUTCOME, HUB_SERVICES
 from hub.runtime.connections import connect_temporal, database_url
 from hub.runtime.rule_index import RuleIndex
-from hub.store import Store
+from hub.store import Store, StoreUnavailable
 from workflows.dispatch import DispatchEventWorkflow
 
 
@@ -36,10 +39,20 @@ def workflow_id_for(event_id: str) -> str:
 class HubClient:
     """Emits events: checks the cached rule index, then starts one workflow per event."""
 
-    def __init__(self, temporal: Client, index: RuleIndex, task_queue: str) -> None:
+    def __init__(
+        self,
+        temporal: Client,
+        index: RuleIndex,
+        store: Store,
+        *,
+        task_queue: str,
+        max_event_bytes: int,
+    ) -> None:
         self.temporal = temporal
         self.index = index
+        self.store = store
         self.task_queue = task_queue
+        self.max_event_bytes = max_event_bytes
 
     @classmethod
     @asynccontextmanager
@@ -61,7 +74,13 @@ class HubClient:
             index = RuleIndex(store, ttl=settings.rule_cache_seconds)
             await index.start()
             stack.push_async_callback(index.close)
-            yield cls(temporal, index, settings.task_queue)
+            yield cls(
+                temporal,
+                index,
+                store,
+                task_queue=settings.task_queue,
+                max_event_bytes=settings.max_event_bytes,
+            )
 
     async def emit(
         self,
@@ -72,7 +91,8 @@ class HubClient:
         occurred_at: datetime | None = None,
         wait: bool = False,
     ) -> EmitResult:
-        """Submit an event. Raises pydantic.ValidationError on a malformed event.
+        """Submit an event. Raises pydantic.ValidationError on a malformed event,
+        EventTooLarge over HUB_MAX_EVENT_BYTES, StoreUnavailable while the database is down.
 
         An event that matches no rule starts nothing; a known event id starts nothing new.
         With ``wait``, returns once every delivery is delivered or dead-lettered.
@@ -85,16 +105,35 @@ class HubClient:
                 **({"occurred_at": occurred_at} if occurred_at else {}),
             }
         )
+        size = event_bytes(event)
+        if size > self.max_event_bytes:
+            raise EventTooLarge(size, self.max_event_bytes)
+        if not self.index.available:
+            raise StoreUnavailable("the database is unreachable, so the rules cannot be checked")
         targets = await self.index.match(event.name)
         if not targets:
             return EmitResult(event_id=event.id, workflow_id=None, matched=False)
         services = sorted({t.service.name for t in targets})
+        handle, duplicate = await self._start(event, size, services)
+        result: DispatchResult | None = await handle.result() if wait else None
+        return EmitResult(
+            event_id=event.id,
+            workflow_id=handle.id,
+            matched=True,
+            duplicate=duplicate,
+            services=services,
+            result=result,
+        )
+
+    async def _start(
+        self, event: Event, size: int, services: list[str]
+    ) -> tuple[WorkflowHandle[Any, DispatchResult], bool]:
+        """Start the event's workflow, or find the one a first submission started."""
         workflow_id = workflow_id_for(event.id)
-        duplicate = False
         try:
             handle = await self.temporal.start_workflow(
                 DispatchEventWorkflow.run,
-                DispatchInput(event=event, config_version=self.index.version),
+                await self._dispatch_input(event, size),
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -104,21 +143,26 @@ class HubClient:
                         SearchAttributePair(HUB_EVENT_NAME, event.name),
                         SearchAttributePair(HUB_EVENT_ID, event.id),
                         SearchAttributePair(HUB_SERVICES, services),
+                        SearchAttributePair(HUB_OUTCOME, Outcome.PENDING.value),
                     ]
                 ),
             )
-            duplicate = not _was_started(handle)
         except WorkflowAlreadyStartedError:
-            duplicate = True
             handle = self.temporal.get_workflow_handle_for(DispatchEventWorkflow.run, workflow_id)
-        result: DispatchResult | None = await handle.result() if wait else None
-        return EmitResult(
-            event_id=event.id,
-            workflow_id=workflow_id,
-            matched=True,
-            duplicate=duplicate,
-            services=services,
-            result=result,
+            return handle, True
+        return handle, not _was_started(handle)
+
+    async def _dispatch_input(self, event: Event, size: int) -> DispatchInput:
+        """The workflow input: the event, its data claim-checked when it is large."""
+        if size <= EVENT_INLINE_MAX:
+            return DispatchInput(event=event, config_version=self.index.version)
+        body = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+        ref = claim_key("event", event.id, body)
+        await self.store.claims.put(ref, body)
+        return DispatchInput(
+            event=event.model_copy(update={"data": {}}),
+            config_version=self.index.version,
+            data_ref=ref,
         )
 
 

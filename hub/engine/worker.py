@@ -20,6 +20,7 @@ from activities import DeliveryActivities, DeliveryAttempt, ResponseActivities, 
 from hub.config import Settings
 from hub.engine.namespace import ensure_search_attributes
 from hub.engine.schedules import ensure_schedules
+from hub.engine.startup import when_up
 from hub.runtime.breaker import CircuitBreaker
 from hub.runtime.connections import connect_temporal, database_url
 from hub.runtime.process import configure_logging, exit_now
@@ -84,15 +85,17 @@ async def running_worker(
     ``resolver`` replaces the system's for the egress guard (tests answer with it).
     """
     dsn = dsn or database_url(settings)
-    await migrate(dsn)
-    temporal = temporal or await connect_temporal(settings)
-    await ensure_search_attributes(temporal, settings.temporal_namespace)
-    await ensure_schedules(temporal, settings)
+    await when_up("PostgreSQL", lambda: migrate(dsn))
+    client = temporal
+    if client is None:
+        client = await when_up("Temporal", lambda: connect_temporal(settings))
+    await when_up("Temporal", lambda: ensure_search_attributes(client, settings.temporal_namespace))
+    await when_up("Temporal", lambda: ensure_schedules(client, settings))
     async with AsyncExitStack() as stack:
         box = SecretBox.from_settings(settings)
         policy = settings.egress_policy
         store = await stack.enter_async_context(
-            Store.open(dsn, box=box, egress=policy, min_size=2, max_size=20)
+            Store.open(dsn, box=box, egress=policy, min_size=0, max_size=20)
         )
         guard = EgressGuard(policy, resolver)
         index = RuleIndex(store, ttl=settings.rule_cache_seconds)
@@ -105,14 +108,15 @@ async def running_worker(
         transport = HttpTransport(http, max_bytes=settings.response_max_bytes)
         deliveries = DeliveryActivities(attempt, transport, AmqpTransport(amqp))
         responses = ResponseActivities(store, index, amqp, box)
-        bookkeeping = StoreActivities(store, index)
+        bookkeeping = StoreActivities(store, index, max_payload_bytes=settings.max_payload_bytes)
         worker = Worker(
-            temporal,
+            client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             workflow_runner=SANDBOX,
             activities=[
                 bookkeeping.plan,
+                bookkeeping.record_attempt,
                 bookkeeping.dead_letter,
                 bookkeeping.replay_delivery,
                 bookkeeping.finish_replay,

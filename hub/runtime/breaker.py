@@ -89,15 +89,16 @@ class CircuitBreaker:
         raise CircuitOpenError(service.name, reading.state, retry_in)
 
     async def record(
-        self, service: Service, permit: Permit, *, healthy: bool, log: LogEntryIn
+        self, service: Service, permit: Permit, *, healthy: bool, log_id: int, log: LogEntryIn
     ) -> CircuitReading | None:
-        """Write the attempt's log row and the call's outcome together.
+        """Write the attempt's outcome over its log row and feed the circuit, together.
 
         ``healthy`` is False only for failures that say something about the service: 5xx,
         408, 429, timeouts, refused or dropped connections, broker errors. A request that the
         service answered and rejected (a 4xx caused by our payload) counts as healthy.
         """
         reading = await self._store.circuits.record_attempt(
+            log_id,
             log,
             service_id=permit.service_id,
             healthy=healthy,

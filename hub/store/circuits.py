@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncpg
 
 from hub.core.models import Circuit, CircuitReading, LogEntryIn
-from hub.store.delivery_log import INSERT_LOG, log_row
+from hub.store.delivery_log import log_row, update_log
 from hub.store.errors import NotFoundError
 
 
@@ -60,6 +60,7 @@ class CircuitStore:
 
     async def record_attempt(
         self,
+        log_id: int,
         log: LogEntryIn,
         *,
         service_id: int,
@@ -68,14 +69,14 @@ class CircuitStore:
         threshold: int,
         cooldown: float,
     ) -> CircuitReading | None:
-        """Write an attempt's log row and feed its outcome to the circuit, in one round trip.
+        """Write an attempt's outcome over its log row and feed the circuit, in one round trip.
 
         closed: a failure counts, the threshold-th opens; a success resets the count.
         half_open: only the probe's outcome counts: success closes, failure re-opens.
         open: nothing changes (late results of calls made before it opened).
         """
         row = await self._pool.fetchrow(
-            f"""WITH log AS ({INSERT_LOG}),
+            f"""WITH log AS ({update_log("$7")}),
                 updated AS (
                     UPDATE circuit_state SET
                         state = CASE
@@ -112,6 +113,7 @@ class CircuitStore:
             threshold,
             service_id,
             cooldown,
+            log_id,
         )
         return CircuitReading.model_validate(dict(row)) if row else None
 

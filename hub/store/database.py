@@ -11,8 +11,10 @@ from asyncpg.pool import PoolConnectionProxy
 from hub.core.egress import EgressPolicy
 from hub.secrets import SecretBox
 from hub.store.circuits import CircuitStore
+from hub.store.claims import ClaimStore
 from hub.store.dead_letters import DeadLetterStore
 from hub.store.delivery_log import LogStore
+from hub.store.errors import UNAVAILABLE_ERRORS, StoreError
 from hub.store.metrics import MetricsStore
 from hub.store.rules import RuleStore
 from hub.store.sealed import SealedStore
@@ -23,18 +25,28 @@ Notify = Callable[[str], None]
 """Called with a NOTIFY's payload."""
 
 
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a connection: a database that is down must fail fast, not hang."""
+
+
 class Store:
     """Typed queries over one pool: ``store.services``, ``.rules``, ``.log``, ``.dlq``,
-    ``.circuits``, ``.metrics``, ``.sealed``.
+    ``.circuits``, ``.metrics``, ``.sealed``, ``.claims``.
 
     With an ``egress`` policy, a service URL whose host is a literal address the egress guard
     refuses is refused on create and update (without one, only delivery checks it).
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, box: SecretBox | None = None, egress: EgressPolicy | None = None
+        self,
+        pool: asyncpg.Pool,
+        box: SecretBox | None = None,
+        egress: EgressPolicy | None = None,
+        *,
+        dsn: str | None = None,
     ) -> None:
         self.pool = pool
+        self.dsn = dsn
         self.box = box or SecretBox(None)
         self.services = ServiceStore(pool, self.box, egress)
         self.rules = RuleStore(pool)
@@ -43,6 +55,7 @@ class Store:
         self.circuits = CircuitStore(pool)
         self.metrics = MetricsStore(pool, self.circuits)
         self.sealed = SealedStore(pool, self.box)
+        self.claims = ClaimStore(pool)
 
     @classmethod
     @asynccontextmanager
@@ -55,10 +68,13 @@ class Store:
         min_size: int = 1,
         max_size: int = 10,
     ) -> AsyncIterator["Store"]:
-        """A store with its own pool, closed on exit."""
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        """A store with its own pool, closed on exit; with ``min_size=0`` it opens even while
+        the database is down (every query then fails until it is back)."""
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT
+        )
         try:
-            yield cls(pool, box, egress)
+            yield cls(pool, box, egress, dsn=dsn)
         finally:
             await pool.close()
 
@@ -67,31 +83,35 @@ class Store:
         await self.pool.fetchval("SELECT 1")
 
     async def listen(self, channel: str, on_notify: Notify) -> "Listener":
-        """Hold a pooled connection that calls ``on_notify`` for each NOTIFY on channel."""
-        conn = await self.pool.acquire()
+        """Open a connection of its own (outside the pool, whose connections come and go)
+        that calls ``on_notify`` for each NOTIFY on channel."""
+        if self.dsn is None:
+            raise StoreError("this store was made without a DSN, so it cannot LISTEN")
+        conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
 
         def callback(_conn: Connection, _pid: int, _channel: str, payload: object) -> None:
             on_notify(str(payload))
 
-        await conn.add_listener(channel, callback)
-        return Listener(self.pool, conn, channel, callback)
+        try:
+            await conn.add_listener(channel, callback)
+        except BaseException:
+            conn.terminate()
+            raise
+        return Listener(conn)
 
 
 @dataclass(frozen=True)
 class Listener:
-    """A LISTEN on a pooled connection; ``close`` gives the connection back."""
+    """A LISTEN on a connection of its own; ``closed`` once the database is lost."""
 
-    pool: asyncpg.Pool
-    conn: PoolConnectionProxy
-    channel: str
-    callback: Callable[[Connection, int, str, object], None]
+    conn: asyncpg.Connection
 
     @property
     def closed(self) -> bool:
         return bool(self.conn.is_closed())
 
     async def close(self) -> None:
-        # A connection that is gone already needs no unlisten, only to be given back.
-        with contextlib.suppress(asyncpg.InterfaceError, OSError):
-            await self.conn.remove_listener(self.channel, self.callback)
-        await self.pool.release(self.conn)
+        """Close the connection (a lost one needs no goodbye)."""
+        with contextlib.suppress(*UNAVAILABLE_ERRORS):
+            await self.conn.close(timeout=CONNECT_TIMEOUT)
+        self.conn.terminate()

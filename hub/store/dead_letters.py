@@ -21,13 +21,23 @@ class DeadLetterStore:
         self._log = log
 
     async def add(self, dead: DeadLetter, log: LogEntryIn | None = None) -> int:
-        """Record a failed delivery (and its log row) once per workflow; return the row id."""
+        """Record a failed delivery (and its log row) once per workflow; return the row id.
+
+        The row keeps its own copy of the event data and payload, claim-checked or not.
+        """
         d = dead.delivery
         async with self._pool.acquire() as conn, conn.transaction():
             dlq_id: int | None = await conn.fetchval(
                 """INSERT INTO dlq (event_id, event_name, event, rule_id, service, method,
                        endpoint, payload, error, attempts, workflow_id, delivery_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   VALUES ($1, $2,
+                       CASE WHEN $14::text IS NULL THEN $3::jsonb
+                       ELSE jsonb_set($3::jsonb, '{data}', COALESCE(
+                           (SELECT body::jsonb FROM claims WHERE key = $14), '{}'))
+                       END,
+                       $4, $5, $6, $7,
+                       COALESCE($8, (SELECT body FROM claims WHERE key = $13)),
+                       $9, $10, $11, $12)
                    ON CONFLICT (workflow_id, delivery_id) DO NOTHING
                    RETURNING id""",
                 d.event_id,
@@ -42,6 +52,8 @@ class DeadLetterStore:
                 dead.attempts,
                 dead.workflow_id,
                 d.id,
+                d.payload_ref,
+                dead.data_ref,
             )
             if dlq_id is None:
                 existing: int = await conn.fetchval(

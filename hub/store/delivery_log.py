@@ -16,6 +16,25 @@ LOG_COLUMNS = ", ".join(LogEntryIn.model_fields)
 LOG_ROW = "jsonb_populate_record(NULL::delivery_log, $1::jsonb)"
 """A LogEntryIn passed as one JSON parameter (``log_row``), read as a delivery_log record."""
 INSERT_LOG = f"INSERT INTO delivery_log ({LOG_COLUMNS}) SELECT {LOG_COLUMNS} FROM {LOG_ROW}"
+OUTCOME_COLUMNS = "status, status_code, latency_ms, error, response_excerpt, target"
+
+
+def update_log(row_id: str) -> str:
+    """SQL writing an attempt's outcome (``$1``, a LogEntryIn) over its in-flight row, whose
+    id is the parameter ``row_id``."""
+    return f"""UPDATE delivery_log SET ({OUTCOME_COLUMNS}) = (
+                   SELECT {OUTCOME_COLUMNS} FROM {LOG_ROW})
+               WHERE id = {row_id}"""
+
+
+_NEXT_ATTEMPT = ", ".join(
+    "GREATEST(r.attempt, last.attempt + 1)" if column == "attempt" else f"r.{column}"
+    for column in LogEntryIn.model_fields
+)
+CUT_OFF = (
+    "no outcome recorded: the worker stopped or lost its database during this attempt, "
+    "so the receiver may have got it"
+)
 
 
 def log_row(entry: LogEntryIn) -> str:
@@ -32,6 +51,37 @@ class LogStore:
     async def add(self, entry: LogEntryIn, conn: Connection | None = None) -> None:
         """Write one row (on ``conn`` when it must share a transaction)."""
         await (conn or self._pool).execute(INSERT_LOG, log_row(entry))
+
+    async def begin(self, entry: LogEntryIn) -> tuple[int, int]:
+        """Record an attempt before it is made; return (row id, attempt number).
+
+        The number is one past the delivery's last logged attempt in this workflow, at least
+        ``entry.attempt``: a send cut off by a crash counts, and the attempt after it says so
+        in X-Hub-Attempt. Rows still 'sending' from such a send become 'unknown'.
+        """
+        row = await self._pool.fetchrow(
+            f"""WITH cut_off AS (
+                    UPDATE delivery_log SET status = 'unknown', error = $2
+                    WHERE delivery_id = $3 AND workflow_id = $4 AND direction = 'out'
+                      AND status = 'sending'),
+                last AS (
+                    SELECT max(attempt) AS attempt FROM delivery_log
+                    WHERE delivery_id = $3 AND workflow_id = $4 AND direction = 'out')
+                INSERT INTO delivery_log ({LOG_COLUMNS})
+                SELECT {_NEXT_ATTEMPT}
+                FROM {LOG_ROW} AS r, last
+                RETURNING id, attempt""",
+            log_row(entry),
+            CUT_OFF,
+            entry.delivery_id,
+            entry.workflow_id,
+        )
+        assert row is not None  # INSERT … SELECT from one row always returns one
+        return int(row["id"]), int(row["attempt"])
+
+    async def finish(self, log_id: int, entry: LogEntryIn, conn: Connection | None = None) -> None:
+        """Write an attempt's outcome over the row ``begin`` made."""
+        await (conn or self._pool).execute(update_log("$2"), log_row(entry), log_id)
 
     async def add_inbound(self, entry: LogEntryIn) -> None:
         """Log an inbound message, correlated to the outbound delivery its delivery_id names."""

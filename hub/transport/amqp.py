@@ -5,16 +5,28 @@ A service's ``base_url`` is an ``amqp://`` or ``amqps://`` URL whose query may c
 ``exchange``, ``routing_key`` and ``queue_declare``; every other query parameter (heartbeat,
 connection_timeout…) is passed to aio-pika. Credentials stay in the URL and are masked
 wherever the URL or an error that may quote it is shown.
+
+What the broker loses, the hub puts back:
+
+* A connection the broker closed (restart, ``rabbitmqctl close_connection``, a dropped link)
+  is reconnected by aio-pika's robust connection, which also reopens its channels. The pool
+  waits for that (within the attempt's timeout) instead of handing out a closed channel, and
+  replaces a channel that does not come back. After a reconnection, queues are checked again.
+* A queue or binding the hub declared (``queue_declare``) that disappeared on the broker shows
+  as a returned message (NO_ROUTE): the pool forgets it, declares and binds it again, and the
+  message is published once more in the same attempt. A returned message was routed nowhere,
+  so the second publish cannot duplicate it.
 """
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 from yarl import URL
 
 from hub.core.egress import EgressRefused
@@ -25,9 +37,14 @@ from hub.transport.base import Sent, Unsendable
 from hub.transport.egress import EgressGuard, GuardedRobustConnection, GuardedTcp
 
 HUB_PARAMS = ("exchange", "routing_key", "queue_declare")
-# Failures of the broker or the link to it: the breaker counts them.
-BROKER_ERRORS = (OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError)
+# Failures of the broker or the link to it: the breaker counts them. aio-pika and aiormq
+# report a connection or channel lost under a call with RuntimeError (ChannelInvalidStateError,
+# "Connection was not opened", "<Connection …> closed"), as aio-pika's own reconnection
+# loop counts it (aio_pika.exceptions.CONNECTION_EXCEPTIONS).
+BROKER_ERRORS = (OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError, RuntimeError)
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
+CHANNEL_RESTORE_SECONDS = 2.0
+"""How long a reconnected connection's channel may take to be reopened before it is replaced."""
 
 
 def dlq_name(queue: str) -> str:
@@ -76,15 +93,16 @@ def scrub(text: str, url: str) -> str:
 @dataclass
 class _Broker:
     connection: AbstractRobustConnection
-    channel: AbstractChannel | None = None
+    channel: AbstractRobustChannel | None = None
 
 
 class AmqpPool:
     """One robust connection per broker URL, each with one confirming channel, reused.
 
     The old plugin opened a connection per message; here a worker opens one per broker and
-    keeps it (aio-pika reconnects it). ``connections_opened`` counts real connects. Every
-    connect, and every reconnect, goes through the egress guard.
+    keeps it (aio-pika reconnects it). ``connections_opened`` counts real connects (not
+    aio-pika's reconnections). Every connect, and every reconnect, goes through the egress
+    guard.
     """
 
     def __init__(self, guard: EgressGuard, *, name: str = "temporal-hub") -> None:
@@ -96,26 +114,50 @@ class AmqpPool:
         self._known_bindings: set[tuple[str, str, str, str]] = set()  # (+ exchange, key)
         self.connections_opened = 0
 
-    async def channel(self, url: str, *, connect_timeout: float) -> AbstractChannel:
-        """An open channel with publisher confirms (unroutable messages raise)."""
+    async def channel(self, url: str, *, connect_timeout: float) -> AbstractRobustChannel:
+        """An open channel with publisher confirms (unroutable messages raise).
+
+        Never a closed one: while aio-pika reconnects a connection the broker closed, this
+        waits for it (at most ``connect_timeout``, then TimeoutError).
+        """
         if channel := self._open_channel(url):
             return channel
         async with self._locks.setdefault(url, asyncio.Lock()):
-            if channel := self._open_channel(url):
-                return channel
             broker = self._brokers.get(url)
             if broker is None or broker.connection.is_closed:
                 connection = await self._connect(url, connect_timeout)
                 self.connections_opened += 1
                 broker = self._brokers[url] = _Broker(connection)
+            async with asyncio.timeout(connect_timeout):
+                await broker.connection.ready()  # at once, unless it is reconnecting
+            if channel := await self._restored(broker):
+                return channel
             broker.channel = await broker.connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
             return broker.channel
 
+    async def _restored(self, broker: _Broker) -> AbstractRobustChannel | None:
+        """The broker's channel once aio-pika has reopened it after a reconnection; None
+        (and the channel closed for good) if it is not back in time."""
+        channel = broker.channel
+        if channel is None:
+            return None
+        if channel.is_closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHANNEL_RESTORE_SECONDS):
+                    await channel.ready()
+        if not channel.is_closed:
+            return channel
+        broker.channel = None
+        with contextlib.suppress(*BROKER_ERRORS):
+            await channel.close()  # so that aio-pika stops restoring it
+        return None
+
     async def _connect(self, url: str, connect_timeout: float) -> AbstractRobustConnection:
         """A robust connection to a checked address of the broker (EgressRefused before any
-        socket is opened); its reconnections are checked again."""
+        socket is opened); its reconnections are checked again, and make the pool check the
+        broker's queues again."""
         parts = urlsplit(url)
         port = parts.port or DEFAULT_PORTS.get(parts.scheme, 5672)
         checked = await self._guard.addresses(parts.hostname or "", port)
@@ -124,16 +166,35 @@ class AmqpPool:
             GuardedTcp(self._guard, checked),
             client_properties={"connection_name": self._name},
         )
-        await connection.connect(timeout=connect_timeout)
+        try:
+            await connection.connect(timeout=connect_timeout)
+        except BaseException:
+            # Also stops its reconnection task, which would otherwise keep trying.
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        connection.reconnect_callbacks.add(lambda _connection: self._forget_broker(url))
         return connection
 
-    def _open_channel(self, url: str) -> AbstractChannel | None:
+    def _open_channel(self, url: str) -> AbstractRobustChannel | None:
         broker = self._brokers.get(url)
         if broker is None or broker.connection.is_closed:
             return None
         if broker.channel is None or broker.channel.is_closed:
             return None
         return broker.channel
+
+    def _forget_broker(self, url: str) -> None:
+        """Check every queue and binding on this broker again (it may have restarted)."""
+        self._known_queues = {known for known in self._known_queues if known[0] != url}
+        self._known_bindings = {known for known in self._known_bindings if known[0] != url}
+
+    def forget(self, url: str, name: str, *, bind: tuple[str, str] | None = None) -> None:
+        """Stop trusting that a queue (and its binding) exists: the next ``queue()`` checks
+        with the broker, declares and binds again."""
+        self._known_queues.discard((url, name))
+        if bind is not None:
+            self._known_bindings.discard((url, name, *bind))
 
     async def queue(
         self,
@@ -146,17 +207,20 @@ class AmqpPool:
         """An existing queue as it is (whatever its arguments), else a new durable one;
         bound to ``bind`` = (exchange, routing key) if given.
 
-        Checked with the broker once per worker, on a throwaway channel: a passive declare of
-        a missing queue closes its channel, which must not be the shared one.
+        Checked with the broker once (until ``forget`` or a reconnection), on a throwaway
+        channel: a passive declare of a missing queue closes its channel, which must not be
+        the shared one. The hub re-declares on its own terms, so aio-pika is not asked to
+        (its restore of a queue changed on the broker would fail the whole reconnection).
         """
         channel = await self.channel(url, connect_timeout=connect_timeout)
         if (url, name) not in self._known_queues:
-            connection = self._brokers[url].connection
-            probe = await connection.channel(publisher_confirms=False)
+            # A plain channel: a robust one would reopen itself after the broker closed it.
+            probe = aio_pika.Channel(self._brokers[url].connection, publisher_confirms=False)
+            await probe.initialize()
             try:
                 await probe.get_queue(name, ensure=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
-                await channel.declare_queue(name, durable=True)
+                await channel.declare_queue(name, durable=True, robust=False)
             finally:
                 if not probe.is_closed:
                     await probe.close()
@@ -241,9 +305,10 @@ class AmqpCall:
             returned = err.message.delivery if err.message else None
             reason = getattr(returned, "reply_text", "returned")
             exchange = self.broker.exchange or "(default)"
-            return Sent(
-                error=f"unroutable: {reason} (exchange {exchange!r}, key {self.routing_key!r})"
-            )
+            error = f"unroutable: {reason} (exchange {exchange!r}, key {self.routing_key!r})"
+            if self.broker.queue_declare:
+                error += f", also after declaring queue {self.broker.queue_declare!r} again"
+            return Sent(error=error)
         except BROKER_ERRORS as err:
             text = scrub(f"{type(err).__name__}: {err}".rstrip(": "), self.url)
             if isinstance(err, TimeoutError | asyncio.TimeoutError):
@@ -251,19 +316,44 @@ class AmqpCall:
             return Sent(healthy=False, error=text)
         return Sent()
 
+    @property
+    def _bind(self) -> tuple[str, str] | None:
+        """The binding of the URL's queue: to a named exchange, by the routing key."""
+        return (self.broker.exchange, self.routing_key) if self.broker.exchange else None
+
+    async def _declare(self) -> None:
+        """Make sure the URL's queue exists (durable if new), bound to a named exchange."""
+        url, timeout = self.broker.connection_url, self.service.timeout
+        await self.pool.queue(
+            url, self.broker.queue_declare, connect_timeout=timeout, bind=self._bind
+        )
+
     async def _publish(self) -> None:
         target, url, timeout = self.broker, self.broker.connection_url, self.service.timeout
         if target.queue_declare:
-            # Make sure the URL's queue exists (durable if new), bound to a named exchange.
-            bind = (target.exchange, self.routing_key) if target.exchange else None
-            await self.pool.queue(url, target.queue_declare, connect_timeout=timeout, bind=bind)
+            await self._declare()
         if self.service.response_queue:
             # Replies to a queue that does not exist yet would be dropped.
             await self.pool.queue(url, self.service.response_queue, connect_timeout=timeout)
-        channel = await self.pool.channel(url, connect_timeout=timeout)
+        try:
+            await self._publish_once()
+        except aiormq.exceptions.PublishError:
+            if not target.queue_declare:
+                raise  # nothing the hub declared: nothing it could put back
+            # The queue or its binding may have gone since the pool checked them (deleted,
+            # unbound, a broker that lost its definitions): check, declare, bind, send again.
+            self.pool.forget(url, target.queue_declare, bind=self._bind)
+            await self._declare()
+            await self._publish_once()
+
+    async def _publish_once(self) -> None:
+        """Publish (mandatory) and wait for the broker's confirm; a returned message raises
+        PublishError."""
+        timeout = self.service.timeout
+        channel = await self.pool.channel(self.broker.connection_url, connect_timeout=timeout)
         exchange = (
-            await channel.get_exchange(target.exchange, ensure=False)
-            if target.exchange
+            await channel.get_exchange(self.broker.exchange, ensure=False)
+            if self.broker.exchange
             else channel.default_exchange
         )
         await exchange.publish(self.message, routing_key=self.routing_key, mandatory=True)

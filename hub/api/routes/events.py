@@ -40,7 +40,11 @@ async def post_event(
     response: Response,
     state: StateDep,
 ) -> EmitOut:
-    """Submit an event: one workflow delivers it to every matching rule's service."""
+    """Submit an event: one workflow delivers it to every matching rule's service.
+
+    413 over HUB_MAX_EVENT_BYTES; 503 with Retry-After while the database or Temporal is
+    unavailable (nothing was accepted: retry).
+    """
     result = await state.hub.emit(
         event.name, event.data, event_id=event.id, occurred_at=event.occurred_at
     )

@@ -10,7 +10,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import PlainTextResponse
 
-from hub.api.deps import StateDep, require_metrics_access
+from hub.api.deps import ApiState, StateDep, require_metrics_access
 from hub.api.metrics import LATENCY_BUCKETS_MS, PROMETHEUS_CONTENT_TYPE, render_metrics
 from hub.api.schemas import Health, problems
 
@@ -23,9 +23,13 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 async def healthz(state: StateDep, response: Response) -> Health:
-    """Whether PostgreSQL and Temporal answer (503 naming the one that does not)."""
+    """Whether PostgreSQL and Temporal answer (503 naming the one that does not).
+
+    The database counts as up once it answers and the rule index has reconnected to it, so
+    a 200 here means POST /events is served again.
+    """
     database, temporal = await asyncio.gather(
-        _answers("database", state.store.ping),
+        _answers("database", lambda: _database_ready(state)),
         _answers(
             "temporal",
             lambda: state.temporal.service_client.check_health(timeout=HEALTH_TIMEOUT),
@@ -38,6 +42,12 @@ async def healthz(state: StateDep, response: Response) -> Health:
         database="ok" if database else "unavailable",
         temporal="ok" if temporal else "unavailable",
     )
+
+
+async def _database_ready(state: ApiState) -> bool:
+    """The database answers, and the rule index hears it (it reconnects in the background)."""
+    await state.store.ping()
+    return state.hub.index.available
 
 
 async def _answers(name: str, check: Callable[[], Awaitable[object]]) -> bool:

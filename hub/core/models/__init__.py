@@ -25,8 +25,10 @@ from hub.core.models.delivery import (
     DispatchInput,
     DispatchResult,
     EmitResult,
+    LogUpdate,
     Outcome,
     RetrySettings,
+    attempt_log,
     delivery_id,
     summarize,
 )
@@ -46,7 +48,6 @@ from hub.core.models.log import (
     LogEntryIn,
     LogStatus,
     PruneInput,
-    attempt_log,
 )
 from hub.core.models.response import (
     ConsumeInput,
@@ -108,6 +109,7 @@ __all__ = [
     "LogEntry",
     "LogEntryIn",
     "LogStatus",
+    "LogUpdate",
     "Method",
     "Outcome",
     "PruneInput",

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from hub.core.models.delivery import Delivery
 from hub.core.models.event import Event
+from hub.core.text import CleanText
 
 
 class DeadLetter(BaseModel):
@@ -14,8 +15,10 @@ class DeadLetter(BaseModel):
 
     delivery: Delivery
     event: Event
+    data_ref: str | None = None
+    """Where the event's data is when the event carries none (see DispatchInput)."""
     workflow_id: str
-    error: str
+    error: CleanText
     error_type: str | None = None
     attempts: int
 
@@ -57,7 +60,7 @@ class ReplayOutcome(BaseModel):
     delivery_id: str | None = None
     delivered: bool
     attempts: int = 0
-    error: str | None = None
+    error: CleanText | None = None
     error_type: str | None = None
 
 

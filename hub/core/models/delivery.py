@@ -6,6 +6,7 @@ from typing import Self
 from pydantic import BaseModel, Field
 
 from hub.core.models.event import Event
+from hub.core.models.log import LogEntryIn, LogStatus
 from hub.core.models.rule import HttpMethod
 from hub.core.models.service import MAX_ATTEMPTS_CAP, Service, ServiceType
 
@@ -42,10 +43,14 @@ class Delivery(BaseModel):
     method: HttpMethod
     endpoint: str
     payload: str | None
+    payload_ref: str | None = None
+    """The claim-check key of a payload too large to ride in the history (then payload is
+    None)."""
     template_error: str | None = None
     retry: RetrySettings
-    first_attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_CAP)
-    """The delivery's attempt number of the activity's first attempt (see workflows.delivery)."""
+    first_attempt: int = Field(default=1, ge=1)
+    """The lowest attempt number the next attempt may carry; the log may raise it (an attempt
+    cut off by a crash counts, see workflows.delivery)."""
 
 
 class DeliveryPlan(BaseModel):
@@ -55,12 +60,21 @@ class DeliveryPlan(BaseModel):
     deliveries: list[Delivery]
 
 
+class LogUpdate(BaseModel):
+    """An attempt's log row whose final write failed: the workflow has it written."""
+
+    log_id: int
+    entry: LogEntryIn
+
+
 class AttemptResult(BaseModel):
     """A successful attempt, as the delivery activity reports it."""
 
     attempt: int
     status_code: int | None = None
     latency_ms: float
+    unlogged: LogUpdate | None = None
+    """Set only when the database refused the attempt's final log write."""
 
 
 class DeliveryStatus(StrEnum):
@@ -108,6 +122,8 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     PARTIAL = "partial"
     NO_MATCH = "no_match"
+    PENDING = "pending"
+    """Set when the workflow starts: still delivering (or waiting for the hub's database)."""
 
 
 class DispatchInput(BaseModel):
@@ -115,6 +131,9 @@ class DispatchInput(BaseModel):
 
     event: Event
     config_version: int = 0
+    data_ref: str | None = None
+    """The claim-check key of the event's data when it is too large to ride in the history
+    (then ``event.data`` is empty)."""
 
 
 class DispatchResult(BaseModel):
@@ -149,3 +168,19 @@ def summarize(outcomes: list[DeliveryOutcome] | tuple[DeliveryOutcome, ...]) -> 
     if statuses == {DeliveryStatus.DEAD_LETTERED}:
         return Outcome.DEAD_LETTERED
     return Outcome.PARTIAL
+
+
+def attempt_log(delivery: Delivery, *, workflow_id: str, method: str, attempt: int) -> LogEntryIn:
+    """The log row of one attempt at a delivery, failed until the attempt succeeds."""
+    return LogEntryIn(
+        service=delivery.service,
+        rule_id=delivery.rule_id,
+        event_id=delivery.event_id,
+        event_name=delivery.event_name,
+        delivery_id=delivery.id,
+        workflow_id=workflow_id,
+        method=method,
+        target=delivery.endpoint,
+        status=LogStatus.FAILED,
+        attempt=attempt,
+    )

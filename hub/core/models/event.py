@@ -1,5 +1,6 @@
 """Events: what producers emit, and the JSON they may carry."""
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,14 +17,21 @@ MAX_DATA_DEPTH = 64
 """Deepest JSON nesting accepted in event data (the workflow's JSON encoder stops near 250)."""
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL (PostgreSQL refuses it) and lone surrogates (they are not UTF-8, so not JSON)."""
+
+
 def check_json_value(value: object) -> None:
-    """Refuse JSON the hub cannot carry: too deep to encode, or NUL (PostgreSQL jsonb refuses)."""
+    """Refuse JSON the hub cannot carry: too deep to encode, NUL (PostgreSQL jsonb refuses
+    it) or a lone surrogate (no UTF-8 encoding exists for it)."""
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError("text must not contain NUL characters (\\u0000)")
+            if _UNSTORABLE.search(item):
+                raise ValueError(
+                    "text must not contain NUL characters (\\u0000) or lone surrogates"
+                )
         elif isinstance(item, dict | list):
             if depth > MAX_DATA_DEPTH:
                 raise ValueError(f"JSON is nested deeper than {MAX_DATA_DEPTH} levels")

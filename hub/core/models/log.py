@@ -3,9 +3,9 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from hub.core.models.delivery import Delivery
+from hub.core.text import CleanText
 
 
 class Direction(StrEnum):
@@ -20,12 +20,20 @@ EXCERPT_CHARS = 500
 
 
 class LogStatus(StrEnum):
+    """sending: recorded before the request leaves, so a send cut off by a crash has its row;
+    unknown: such a send, whose outcome nobody saw (the receiver may have got it)."""
+
+    SENDING = "sending"
     OK = "ok"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 class LogEntryIn(BaseModel):
     """One delivery attempt (or one inbound message) for the delivery log."""
+
+    # The delivery skeleton fills a row in as the attempt goes: clean what it sets, too.
+    model_config = ConfigDict(validate_assignment=True)
 
     direction: Direction = Direction.OUT
     service: str
@@ -40,24 +48,8 @@ class LogEntryIn(BaseModel):
     status_code: int | None = None
     latency_ms: float | None = None
     attempt: int | None = None
-    error: str | None = None
-    response_excerpt: str | None = None
-
-
-def attempt_log(delivery: Delivery, *, workflow_id: str, method: str, attempt: int) -> LogEntryIn:
-    """The log row of one attempt at a delivery, failed until the attempt succeeds."""
-    return LogEntryIn(
-        service=delivery.service,
-        rule_id=delivery.rule_id,
-        event_id=delivery.event_id,
-        event_name=delivery.event_name,
-        delivery_id=delivery.id,
-        workflow_id=workflow_id,
-        method=method,
-        target=delivery.endpoint,
-        status=LogStatus.FAILED,
-        attempt=attempt,
-    )
+    error: CleanText | None = None
+    response_excerpt: CleanText | None = None
 
 
 class LogEntry(LogEntryIn):
