@@ -94,13 +94,14 @@ class StoreActivities:
             except templating.TemplateError as err:
                 error = f"rule {rule.id}: {err}"
             did = delivery_id(event.id, rule.id)
+            size = len(payload.encode()) if payload is not None else 0
             if payload is not None and (
-                len(payload) > PAYLOAD_INLINE_MAX or inline + len(payload) > PLAN_INLINE_BUDGET
+                size > PAYLOAD_INLINE_MAX or inline + size > PLAN_INLINE_BUDGET
             ):
                 ref = claim_key("payload", did, payload)
                 await self._store.claims.put(ref, payload)
-                payload = None
-            inline += len(payload or "")
+                payload, size = None, 0
+            inline += size
             deliveries.append(
                 Delivery(
                     id=did,
@@ -171,7 +172,7 @@ class StoreActivities:
                 f"service {entry.service!r} is disabled or was deleted", non_retryable=True
             )
         payload, ref = entry.payload, None
-        if len(payload) > PAYLOAD_INLINE_MAX:
+        if len(payload.encode()) > PAYLOAD_INLINE_MAX:
             ref = claim_key("payload", entry.delivery_id, payload)
             await self._store.claims.put(ref, payload)
         return Delivery(

@@ -13,9 +13,11 @@ class ClaimStore:
         self._pool = pool
 
     async def put(self, key: str, body: str) -> None:
-        """Store a value under its content-derived key (a second put is a no-op)."""
+        """Store a value under its content-derived key; a second put only renews its age, so
+        retention never removes a value a new workflow (a replay) has just claimed."""
         await self._pool.execute(
-            "INSERT INTO claims (key, body) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            """INSERT INTO claims (key, body) VALUES ($1, $2)
+               ON CONFLICT (key) DO UPDATE SET created_at = now()""",
             key,
             body,
         )
