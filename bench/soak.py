@@ -70,6 +70,7 @@ from hub.runtime.embedded import (
 from hub.store import Store, migrate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.faults.servers
+from bench.run import git_commit
 from tests.faults.servers import OwnPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,29 +256,10 @@ class Producer:
         return time.monotonic() - start
 
 
-def spawn_temporal(server: TemporalDevServer) -> subprocess.Popen[bytes]:
-    """``temporal server start-dev`` as ``TemporalDevServer.start`` runs it, from the main
-    thread, so that it dies with us even after a restart (hub.runtime.children)."""
-    assert server.log_file is not None
-    out = os.open(server.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        server.process = subprocess.Popen(
-            server.command(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            umask=0o077,
-            preexec_fn=parent_death_signal(signal.SIGTERM),
-        )
-    finally:
-        os.close(out)
-    return server.process
-
-
 async def start_temporal(server: TemporalDevServer) -> None:
     """Spawn the server, and wait in a thread until it listens: a large database file takes
     a while to open, and the event loop goes on meanwhile."""
-    process = spawn_temporal(server)
+    process = server.spawn()
     try:
         await asyncio.to_thread(
             wait_for_port, server.port, server.host, TEMPORAL_START_TIMEOUT, process
@@ -642,23 +624,6 @@ async def soak(args: argparse.Namespace, tmp: Path, halt: asyncio.Event) -> dict
         faults = Faults(postgres, server, workers, args.fault_every, random.Random(args.seed))
         return await drive(args, hub, sink, faults, settings, halt)
     raise AssertionError("unreachable")
-
-
-def git_commit() -> str | None:
-    """The commit measured, with "+dirty" if files outside bench/ differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, check=True
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":!bench"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.decode().strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:

@@ -117,9 +117,19 @@ class TemporalDevServer:
         return cmd
 
     def start(self, timeout: float = 60.0) -> None:
+        """Spawn the server and wait until it listens (stopping it if it does not)."""
         for port in (self.port, self.ui_port):
             if port is not None and port_in_use(port, self.host):
                 raise DevStackError(f"port {port} on {self.host} is already in use")
+        process = self.spawn()
+        try:
+            wait_for_port(self.port, self.host, timeout, process)
+        except DevStackError:
+            self.stop()
+            raise
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it (a restart on the same port and file)."""
         if self.db_file is not None:
             private_data_dir(self.db_file.parent)
         # Its log may quote payloads: the owner's alone, as its database (umask 077) is.
@@ -138,11 +148,7 @@ class TemporalDevServer:
             )
         finally:
             os.close(out)
-        try:
-            wait_for_port(self.port, self.host, timeout, self.process)
-        except DevStackError:
-            self.stop()
-            raise
+        return self.process
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:
