@@ -65,8 +65,9 @@ async def send(delivery: Delivery) -> AttemptResult | Failure:
         except FailureError as err:
             cause = activity_cause(err)
             if not isinstance(cause, ApplicationError) or cause.type not in DELIVERY_ERRORS:
-                if local:
-                    local = False
+                final = isinstance(cause, ApplicationError) and cause.non_retryable
+                if local and not final:
+                    local = False  # a longer outage: wait it out as a regular activity
                     continue
                 return Failure(_hub_failure(cause or err), made, HUB_UNAVAILABLE)
             made = max(made + 1, int(cause.details[0]) if cause.details else made + 1)
