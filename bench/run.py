@@ -643,11 +643,10 @@ async def configure(store: Store, hub: HubClient, sink_url: str) -> None:
     await store.rules.create(
         RuleIn(event="bench.failure", service=broken.name, endpoint="/failure", template=TEMPLATE)
     )
+    opened = LogEntryIn(service=broken.name, status=LogStatus.FAILED, error="opened by bench")
+    log_id, _ = await store.log.begin(opened)
     await CircuitBreaker(store).record(
-        broken,
-        Permit(broken.id),
-        healthy=False,
-        log=LogEntryIn(service=broken.name, status=LogStatus.FAILED, error="opened by bench"),
+        broken, Permit(broken.id), healthy=False, log_id=log_id, log=opened
     )
     await hub.index.refresh(min_version=await store.rules.config_version())
 

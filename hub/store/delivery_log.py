@@ -28,7 +28,7 @@ def update_log(row_id: str) -> str:
 
 
 _NEXT_ATTEMPT = ", ".join(
-    "GREATEST(r.attempt, last.attempt + 1)" if column == "attempt" else f"r.{column}"
+    "GREATEST(COALESCE(r.attempt, 1), last.attempt + 1)" if column == "attempt" else f"r.{column}"
     for column in LogEntryIn.model_fields
 )
 CUT_OFF = (
