@@ -17,12 +17,21 @@ import json
 import signal
 import time
 from collections import Counter
+from typing import Protocol
 from urllib.parse import parse_qs
 
 Record = tuple[float, str, str]
 
 _OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
 _ID_HEADERS = (b"x-hub-event-id", b"x-bench-id")
+
+
+class Recording(Protocol):
+    """What a sink keeps of each request, and how it answers ``/_…`` control requests."""
+
+    def add(self, path: str, headers: dict[bytes, bytes], body: bytes) -> None: ...
+
+    def control(self, target: str) -> bytes: ...
 
 
 class Recorder:
@@ -32,7 +41,7 @@ class Recorder:
         self.records: list[Record] = []
         self.per_path: Counter[str] = Counter()
 
-    def add(self, path: str, headers: dict[bytes, bytes]) -> None:
+    def add(self, path: str, headers: dict[bytes, bytes], body: bytes) -> None:
         at = time.time()
         request_id = next((headers[h] for h in _ID_HEADERS if h in headers), b"").decode()
         self.records.append((at, path, request_id))
@@ -51,10 +60,12 @@ class Recorder:
 
 
 class SinkProtocol(asyncio.Protocol):
-    """One keep-alive connection: parse each request, record it, answer 200."""
+    """One keep-alive connection: parse each request, record it, answer 200 (after
+    ``delay`` seconds, which keeps sends in flight for a soak's faults to land on)."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recording, delay: float = 0.0) -> None:
         self._recorder = recorder
+        self._delay = delay
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
@@ -67,8 +78,8 @@ class SinkProtocol(asyncio.Protocol):
         while (request := self._next_request()) is not None:
             self._answer(*request)
 
-    def _next_request(self) -> tuple[bytes, dict[bytes, bytes]] | None:
-        """The next complete request (request line, headers), removed from the buffer."""
+    def _next_request(self) -> tuple[str, dict[bytes, bytes], bytes] | None:
+        """The next complete request (target, headers, body), removed from the buffer."""
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             return None
@@ -80,27 +91,35 @@ class SinkProtocol(asyncio.Protocol):
         length = int(headers.get(b"content-length", b"0"))
         if len(self._buffer) < end + 4 + length:
             return None
+        body = self._buffer[end + 4 : end + 4 + length]
         self._buffer = self._buffer[end + 4 + length :]
-        return head[0], headers
+        parts = head[0].decode("latin-1").split(" ")
+        return (parts[1] if len(parts) > 1 else "/"), headers, body
 
-    def _answer(self, request_line: bytes, headers: dict[bytes, bytes]) -> None:
+    def _answer(self, target: str, headers: dict[bytes, bytes], body: bytes) -> None:
         assert self._transport is not None
-        parts = request_line.decode("latin-1").split(" ")
-        target = parts[1] if len(parts) > 1 else "/"
         if target.startswith("/_"):
-            body = self._recorder.control(target)
-            head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-            self._transport.write(head + body)
+            answer = self._recorder.control(target)
+            head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(answer)}\r\n\r\n".encode()
+            self._transport.write(head + answer)
             return
-        self._recorder.add(target.partition("?")[0], headers)
-        self._transport.write(_OK)
+        self._recorder.add(target.partition("?")[0], headers, body)
+        if self._delay > 0:
+            asyncio.get_running_loop().call_later(self._delay, self._reply)
+        else:
+            self._reply()
+
+    def _reply(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(_OK)
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, recorder: Recording, delay: float = 0.0) -> None:
     """Serve until SIGTERM or SIGINT."""
-    recorder = Recorder()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SinkProtocol(recorder), host, port, backlog=1024)
+    server = await loop.create_server(
+        lambda: SinkProtocol(recorder, delay), host, port, backlog=1024
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -113,7 +132,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, Recorder()))
 
 
 if __name__ == "__main__":
