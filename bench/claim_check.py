@@ -19,7 +19,7 @@ is measured only claim-checked, and listed under "skipped".
 
 Runs, in this process, a hub worker (hub.engine.worker.running_worker, payload codec on as in
 production) and a HubClient; a Temporal dev server (headless, database file in a temp dir) and
-the HTTP sink (bench/sink.py) as child processes; a scratch database hub_bench_claims_<hex>,
+the HTTP sink (bench/sink.py) as child processes; a scratch database hub_bench_<hex>,
 dropped at the end. For each size, each mode is warmed up (--warmup events), then the modes
 take turns in --rounds blocks each, in A B B A order (which mode goes first alternates from
 size to size too), so that both see the same noise on a shared machine. A block is a share of:
@@ -50,13 +50,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import psutil
 from cryptography.fernet import Fernet
@@ -65,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import activities.store as plan_module
 import hub.engine.client as emit_module
-from bench.run import percentile, say
+from bench.run import percentile, say, scratch_database
 from hub.client import HubClient
 from hub.config import Settings
 from hub.core.claims import EVENT_INLINE_MAX, PAYLOAD_INLINE_MAX, PLAN_INLINE_BUDGET
@@ -144,26 +142,6 @@ def stop_sink(sink: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             sink.kill()
             sink.wait()
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_dsn: str) -> AsyncIterator[tuple[str, str]]:
-    """A new empty database (its URL and name), dropped on exit whatever happened."""
-    name = f"hub_bench_claims_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}")), name
-    finally:
-        admin = await asyncpg.connect(server_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        say(f"dropped database {name}")
 
 
 class Warnings(logging.Handler):
@@ -430,7 +408,8 @@ async def bench(
     warnings = Warnings()
     logging.getLogger().addHandler(warnings)
     limit = max(1024 * 1024, 2 * max(args.sizes))
-    async with scratch_database(args.dsn) as (dsn, database):
+    async with scratch_database(args.dsn) as dsn:
+        database = urlsplit(dsn).path.lstrip("/")
         settings = Settings(
             database_url=dsn,
             temporal_address=server.address,
