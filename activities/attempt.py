@@ -28,6 +28,7 @@ from hub.core.models import (
     attempt_log,
 )
 from hub.runtime.breaker import CIRCUIT_OPEN, CircuitBreaker, CircuitOpenError, Permit
+from hub.runtime.metrics import HubMetrics, status_class
 from hub.runtime.rule_index import RuleIndex
 from hub.secrets import SecretBox, SecretKeyError
 from hub.store import UNAVAILABLE_ERRORS, Store, StoreError
@@ -96,15 +97,24 @@ def jittered(seconds: float) -> timedelta:
 
 
 class DeliveryAttempt:
-    """service -> payload -> breaker -> in-flight row -> send -> outcome; one per worker."""
+    """service -> payload -> breaker -> in-flight row -> send -> outcome; one per worker.
+
+    Every attempt is counted in ``metrics`` by how it ended; a wait for the database too.
+    """
 
     def __init__(
-        self, store: Store, index: RuleIndex, breaker: CircuitBreaker, box: SecretBox
+        self,
+        store: Store,
+        index: RuleIndex,
+        breaker: CircuitBreaker,
+        box: SecretBox,
+        metrics: HubMetrics,
     ) -> None:
         self._store = store
         self._index = index
         self._breaker = breaker
         self._box = box
+        self._metrics = metrics
 
     async def run(self, delivery: Delivery, transport: Transport) -> AttemptResult:
         """Make one attempt and log it; raise a DeliveryError, or HubUnavailable if the
@@ -122,11 +132,15 @@ class DeliveryAttempt:
             async with asyncio.timeout(HUB_BUDGET):
                 service, delivery, permit = await self._ready(delivery, log)
                 log.status = LogStatus.SENDING
-                log_id, log.attempt = await self._store.log.begin(log)
+                log_id, log.attempt = await self._store.log.begin(
+                    log, workflow_started=delivery.workflow_started
+                )
         except UNAVAILABLE_ERRORS as err:
+            self._metrics.wait(delivery.service)
             raise hub_unavailable(delivery, err) from None
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, StoreError) as err:
             # The hub's own, and no retry can change it: the workflow dead-letters it as such.
+            self._count(delivery, "unsendable")
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         # From here on the request may leave: nothing may raise HubUnavailable any more, or
         # the retry would send it again.
@@ -135,19 +149,27 @@ class DeliveryAttempt:
         except (ValueError, SecretKeyError) as err:
             log.target = getattr(err, "target", None)
             unsendable = Sent(healthy=True, error=str(err), retryable=False)
+            self._count(delivery, "unsendable")
             return await self._finish(log_id, log, service, None, unsendable)
         log.target = call.target
         started = time.perf_counter()
         sent = await _send(call)
-        log.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        seconds = time.perf_counter() - started
+        log.latency_ms = round(seconds * 1000, 2)
+        self._count(delivery, status_class(sent.status_code, sent.error is None), seconds)
+        if sent.error is None:
+            self._metrics.delivery(delivery.service, delivery.service_type.value, "delivered")
         return await self._finish(log_id, log, service, permit, sent)
+
+    def _count(self, delivery: Delivery, status: str, seconds: float | None = None) -> None:
+        self._metrics.attempt(delivery.service, delivery.service_type.value, status, seconds)
 
     async def _ready(self, delivery: Delivery, log: LogEntryIn) -> tuple[Service, Delivery, Permit]:
         """The service, the delivery with its payload, and the breaker's leave to call."""
         service = await self._index.service(delivery.service_id)
         if service is None:
             message = f"service {delivery.service!r} is disabled or was deleted"
-            raise await self._refuse(log, message, retryable=False)
+            raise await self._refuse(delivery, log, message, "unsendable", retryable=False)
         if delivery.payload_ref is not None:
             payload = await self._store.claims.get(delivery.payload_ref)
             delivery = delivery.model_copy(update={"payload": payload})
@@ -156,23 +178,33 @@ class DeliveryAttempt:
         except CircuitOpenError as err:
             delay = jittered(err.retry_in)
             raise await self._refuse(
-                log, str(err), retryable=True, delay=delay, kind=CIRCUIT_OPEN
+                delivery,
+                log,
+                str(err),
+                "circuit_open",
+                retryable=True,
+                delay=delay,
+                kind=CIRCUIT_OPEN,
             ) from None
         return service, delivery, permit
 
     async def _refuse(
         self,
+        delivery: Delivery,
         log: LogEntryIn,
         message: str,
+        status: str,
         *,
         retryable: bool,
         delay: timedelta | None = None,
         kind: str | None = None,
     ) -> DeliveryError:
-        """Log an attempt that never reached the service; return its error to raise."""
+        """Log (and count as ``status``) an attempt that never reached the service; return
+        its error to raise."""
         log.error = message
-        _, attempt = await self._store.log.begin(log)
+        _, attempt = await self._store.log.begin(log, workflow_started=delivery.workflow_started)
         log.attempt = attempt
+        self._count(delivery, status)
         _warn(log, retryable)
         return delivery_error(message, attempt, retryable=retryable, delay=delay, kind=kind)
 

@@ -18,6 +18,7 @@ from hub.core.models import (
     ResponseQueue,
     ServiceType,
 )
+from hub.runtime.metrics import HubMetrics
 from hub.runtime.rule_index import RuleIndex
 from hub.secrets import SecretBox
 from hub.store import Store
@@ -27,11 +28,14 @@ from hub.transport.amqp import AmqpPool, AmqpTarget, dlq_name
 class ResponseActivities:
     """Lists the response queues and drains them through the worker's AMQP pool."""
 
-    def __init__(self, store: Store, index: RuleIndex, pool: AmqpPool, box: SecretBox) -> None:
+    def __init__(
+        self, store: Store, index: RuleIndex, pool: AmqpPool, box: SecretBox, metrics: HubMetrics
+    ) -> None:
         self._store = store
         self._index = index
         self._pool = pool
         self._box = box
+        self._metrics = metrics
 
     @activity.defn(name="list_response_queues")
     async def response_queues(self) -> list[ResponseQueue]:
@@ -84,13 +88,15 @@ class ResponseActivities:
             if message is None:
                 break
             try:
-                if await self._take(channel, source, message):
-                    result.consumed += 1
-                else:
-                    result.rejected += 1
+                taken = await self._take(channel, source, message)
             except BaseException:
                 await message.nack(requeue=True)
                 raise
+            if taken:
+                result.consumed += 1
+            else:
+                result.rejected += 1
+            self._metrics.response(source.service, poisoned=not taken)
             activity.heartbeat(result.consumed + result.rejected)
 
     async def _take(

@@ -20,6 +20,8 @@ from hub.core.models import (
     Event,
     HttpMethod,
     LogUpdate,
+    PruneInput,
+    PruneResult,
     ReplayInput,
     ReplayOutcome,
     RetrySettings,
@@ -27,6 +29,7 @@ from hub.core.models import (
     delivery_id,
 )
 from hub.runtime.breaker import CIRCUIT_OPEN
+from hub.runtime.metrics import HubMetrics
 from hub.runtime.rule_index import RuleIndex
 from hub.store import UNAVAILABLE_ERRORS, Store, StoreError
 
@@ -67,10 +70,13 @@ def fails_fast(
 class StoreActivities:
     """Plans deliveries from the cached rule index, writes the DLQ, prunes the log."""
 
-    def __init__(self, store: Store, index: RuleIndex, *, max_payload_bytes: int) -> None:
+    def __init__(
+        self, store: Store, index: RuleIndex, *, max_payload_bytes: int, metrics: HubMetrics
+    ) -> None:
         self._store = store
         self._index = index
         self._max_payload_bytes = max_payload_bytes
+        self._metrics = metrics
 
     @activity.defn(name="plan_deliveries")
     @fails_fast
@@ -140,7 +146,9 @@ class StoreActivities:
         """Compensation: record the failed delivery in the DLQ, once per workflow.
 
         A delivery that never reached the network (its template failed) has no attempt row
-        in the log, so it gets one here: every failure is findable in the log.
+        in the log, so it gets one here: every failure is findable in the log. Counted
+        (DLQ write, delivery dead_lettered) only when this call wrote the row, so a retried
+        activity counts once.
         """
         d = dead.delivery
         error = await self._real_error(d.id, dead.workflow_id, dead.error, dead.error_type)
@@ -149,7 +157,11 @@ class StoreActivities:
         if dead.attempts == 0:
             log = attempt_log(d, workflow_id=dead.workflow_id, method=d.method.value, attempt=0)
             log.error = dead.error
-        return await self._store.dlq.add(dead, log)
+        dlq_id, written = await self._store.dlq.add(dead, log)
+        if written:
+            self._metrics.dlq_written(d.service)
+            self._metrics.delivery(d.service, d.service_type.value, "dead_lettered")
+        return dlq_id
 
     @activity.defn(name="replay_delivery")
     @fails_fast
@@ -199,7 +211,9 @@ class StoreActivities:
                 outcome.delivery_id or "", outcome.workflow_id, outcome.error, outcome.error_type
             )
             outcome = outcome.model_copy(update={"error": error})
-        await self._store.dlq.finish_replay(outcome)
+        service = await self._store.dlq.finish_replay(outcome)
+        if service is not None:
+            self._metrics.dlq_replayed(service, outcome.delivered)
 
     async def _real_error(
         self, delivery_id: str, workflow_id: str, error: str, error_type: str | None
@@ -213,13 +227,25 @@ class StoreActivities:
 
     @activity.defn(name="prune_log")
     @fails_fast
-    async def prune_log(self, retention_days: int) -> int:
-        """Delete delivery-log rows and claim-checks past the retention period; return how
-        many log rows went."""
-        await self._store.claims.prune(retention_days)
-        removed = await self._store.log.prune(retention_days)
-        if removed:
+    async def prune_log(self, prune: PruneInput) -> PruneResult:
+        """The delivery log's upkeep: make its day partitions ahead of time (moving rows out
+        of the default partition), drop the days past the retention, delete old claims."""
+        days = prune.retention_days
+        made, busy = await self._store.log.ensure_partitions()
+        dropped, busy_drops = await self._store.log.drop_partitions(days)
+        claims = await self._store.claims.prune(days)
+        result = PruneResult(
+            made=made, dropped=dropped, busy=busy + busy_drops, claims_removed=claims
+        )
+        if made:
+            activity.logger.info("made delivery-log partitions %s", ", ".join(made))
+        if dropped:
             activity.logger.info(
-                "pruned %d delivery-log rows older than %d days", removed, retention_days
+                "dropped delivery-log partitions past %d days: %s", days, ", ".join(dropped)
             )
-        return removed
+        if result.busy:
+            activity.logger.warning(
+                "delivery-log partitions %s were busy: the next run handles them",
+                ", ".join(result.busy),
+            )
+        return result

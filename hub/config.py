@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.core.egress import EgressPolicy
+from hub.core.models import retention_days
 
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 
@@ -21,6 +22,10 @@ class Settings(BaseSettings):
     task_queue: str = "hub"
     api_token: SecretStr | None = None
     metrics_public: bool = False
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Where the worker serves GET /metrics (0: not at all)."""
+    metrics_host: str = "127.0.0.1"
+    """The worker's metrics address: loopback unless told (compose sets 0.0.0.0)."""
     secret_key: SecretStr | None = None
     data_dir: Path = Path(".hub")
 
@@ -28,7 +33,11 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     max_concurrent_local_activities: int = Field(default=200, ge=1)
     http_max_connections: int = Field(default=200, ge=1)
-    log_retention_days: int = Field(default=30, ge=1)
+    log_retention: int = 30
+    """HUB_LOG_RETENTION: days the delivery log keeps (``30``, ``30d``, or ``720h`` rounded up
+    to whole days); older day partitions are dropped."""
+    log_retention_days: int | None = Field(default=None, ge=1)
+    """HUB_LOG_RETENTION_DAYS, the older name, used when HUB_LOG_RETENTION is not set."""
     log_prune_every: float = Field(default=3600.0, ge=1)
     rule_cache_seconds: float = Field(default=30.0, ge=0)
     responses_max_per_run: int = Field(default=500, ge=1)
@@ -43,6 +52,17 @@ class Settings(BaseSettings):
     """Largest rendered payload (UTF-8 bytes); a larger rendering is dead-lettered."""
     codec_cors_origins: str = ""
     """Origins (space/comma separated) allowed to call the codec endpoint from a browser."""
+
+    @field_validator("log_retention", mode="before")
+    @classmethod
+    def _retention_in_days(cls, value: object) -> int:
+        return retention_days(value if isinstance(value, int) else str(value))
+
+    @model_validator(mode="after")
+    def _older_retention_name(self) -> "Settings":
+        if "log_retention" not in self.model_fields_set and self.log_retention_days:
+            self.log_retention = self.log_retention_days
+        return self
 
     @field_validator("egress_allow")
     @classmethod

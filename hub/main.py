@@ -17,6 +17,7 @@ from hub.cli.errors import reported
 from hub.cli.output import out
 from hub.runtime.embedded import DevStackError
 from hub.runtime.process import configure_logging, exit_now
+from hub.runtime.tracing import API_SERVICE, DEV_SERVICE, setup_tracing
 from hub.secrets import SecretKeyError
 
 __all__ = ["app", "main"]
@@ -43,6 +44,7 @@ def dev_command(
     from hub.dev.stack import DevPorts, run_dev
 
     configure_logging()
+    setup_tracing(DEV_SERVICE)
     ports = DevPorts(temporal=temporal_port, ui=ui_port, api=api_port, demo=demo_port)
     with reported(
         DevStackError, SecretKeyError, ValidationError, OSError, asyncpg.PostgresError, RPCError
@@ -68,6 +70,7 @@ def api_command(
     from hub.api import serve
 
     configure_logging()
+    setup_tracing(API_SERVICE)
     with reported(RuntimeError, ValidationError, OSError, asyncpg.PostgresError, RPCError):
         serve(cli_state(ctx).settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
 

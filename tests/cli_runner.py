@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 HUB = str(Path(sys.executable).parent / "hub")
+ROOT = Path(__file__).resolve().parent.parent
+DEVNULL = asyncio.subprocess.DEVNULL
 
 
 def hub_env(settings: Any, *, task_queue: str | None = None) -> dict[str, str]:
@@ -20,7 +22,18 @@ def hub_env(settings: Any, *, task_queue: str | None = None) -> dict[str, str]:
         "HUB_TASK_QUEUE": task_queue or settings.task_queue,
         "HUB_SECRET_KEY": settings.secret_key.get_secret_value() if settings.secret_key else "",
         "HUB_EGRESS_ALLOW": settings.egress_allow,
+        # A worker child serves no metrics unless a test asks: 9464 may be taken here.
+        "HUB_METRICS_PORT": "0",
     }
+
+
+async def spawn_worker(
+    env: dict[str, str], *, stdout: int = DEVNULL, stderr: int = DEVNULL
+) -> asyncio.subprocess.Process:
+    """``python worker.py`` as a child, as an operator starts it (``env``: see hub_env)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+    )
 
 
 @dataclass

@@ -7,21 +7,22 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from hub import __version__
 from hub.api import create_app, serve
-from hub.api.metrics import render_metrics
 from hub.api.middleware import ENVELOPE_MARGIN
 from hub.config import Settings
-from hub.core.models import Circuit, CircuitState, DispatchResult, Outcome, ReplayOutcome
+from hub.core.models import CircuitState, DispatchResult, Outcome, ReplayOutcome
 from hub.runtime.connections import connect_temporal
 from hub.runtime.embedded import free_port
+from hub.runtime.metrics import DatabaseGauges
 from hub.secrets import SecretBox
 from hub.store import Store
-from hub.store.metrics import StoreMetrics
+from hub.store.metrics import CircuitGauge, GaugeReading
 from workflows.dispatch import DispatchEventWorkflow
 from workflows.replay import ReplayDeadLetterWorkflow
 
@@ -750,7 +751,16 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
     return samples
 
 
+def received(samples: dict, source: str, outcome: str) -> float:
+    return samples[
+        ("hub_events_received_total", frozenset({("source", source), ("outcome", outcome)}))
+    ]
+
+
 async def test_metrics_in_prometheus_text_format(app, api, sink, make_service, temporal, unique):
+    """The API's own counters (exact deltas), the database gauges, Temporal's runtime."""
+    async with client_for(app, headers=AUTH) as client:
+        before = parse_metrics((await client.get("/metrics")).text)
     service = await make_service(max_attempts=1)
     sink.script("/m", 500)
     await add_rule(api, f"{unique}.m", service.name, endpoint="/m")
@@ -758,6 +768,11 @@ async def test_metrics_in_prometheus_text_format(app, api, sink, make_service, t
         emitted = await api.post("/events", json={"name": f"{unique}.m", "id": event_id})
         await dispatch_result(temporal, emitted.json()["workflow_id"])
     await api.post("/events", json={"name": f"{unique}.m", "id": f"{unique}-m1"})
+    await api.post("/events", json={"name": f"{unique}.nothing"})
+    hooked = await make_service(inbound_token=INBOUND_TOKEN)
+    async with client_for(app, headers={"X-API-Key": INBOUND_TOKEN}) as caller:
+        webhook = await caller.post(f"/webhooks/{hooked.name}", json={"a": 1})
+    assert webhook.status_code == 200  # no rule for webhook.<service>: nothing started
 
     async with client_for(app, headers=AUTH) as client:
         response = await client.get("/metrics")
@@ -767,41 +782,27 @@ async def test_metrics_in_prometheus_text_format(app, api, sink, make_service, t
     names = {name for name, _ in samples}
     assert {
         "hub_events_received_total",
-        "hub_delivery_attempts",
-        "hub_delivery_latency_ms_bucket",
-        "hub_delivery_latency_ms_sum",
-        "hub_delivery_latency_ms_count",
+        "hub_store_up",
         "hub_dlq_depth",
         "hub_circuit_state",
         "hub_circuit_failures",
+        "temporal_request",  # the API's Temporal client, from its runtime's exporter
     } <= names
-    for outcome in ("started", "duplicate", "no_match"):
-        assert ("hub_events_received_total", frozenset({("outcome", outcome)})) in samples
-    assert samples[("hub_events_received_total", frozenset({("outcome", "duplicate")}))] >= 1
+    assert not any(name.endswith("_created") for name in names)
+    delta = {
+        outcome: received(samples, "api", outcome) - received(before, "api", outcome)
+        for outcome in ("started", "duplicate", "no_match")
+    }
+    assert delta == {"started": 2, "duplicate": 1, "no_match": 1}
+    delta = {
+        outcome: received(samples, "webhook", outcome) - received(before, "webhook", outcome)
+        for outcome in ("started", "duplicate", "no_match")
+    }
+    assert delta == {"started": 0, "duplicate": 0, "no_match": 1}  # all present from the start
+    assert samples[("hub_store_up", frozenset())] == 1
 
     me = ("service", service.name)
-    attempts = {
-        status: samples.get(
-            ("hub_delivery_attempts", frozenset({me, ("direction", "out"), ("status", status)}))
-        )
-        for status in ("ok", "failed")
-    }
-    assert attempts == {"ok": 1, "failed": 1}
-    buckets = sorted(
-        (float(dict(labels)["le"]), value)
-        for (name, labels), value in samples.items()
-        if name == "hub_delivery_latency_ms_bucket" and me in labels
-    )
-    assert buckets[-1][0] == float("inf")
-    assert [value for _, value in buckets] == sorted(value for _, value in buckets)
-    assert samples[("hub_delivery_latency_ms_count", frozenset({me}))] == buckets[-1][1] == 2
-    assert samples[("hub_delivery_latency_ms_sum", frozenset({me}))] > 0
     assert samples[("hub_dlq_depth", frozenset({me}))] == 1
-    outcomes = {
-        outcome: samples[("hub_deliveries", frozenset({me, ("outcome", outcome)}))]
-        for outcome in ("delivered", "dead_lettered")
-    }
-    assert outcomes == {"delivered": 1, "dead_lettered": 1}
     states = {
         state: samples[("hub_circuit_state", frozenset({me, ("state", state)}))]
         for state in ("closed", "open", "half_open")
@@ -810,25 +811,14 @@ async def test_metrics_in_prometheus_text_format(app, api, sink, make_service, t
     assert samples[("hub_circuit_failures", frozenset({me}))] == 0
 
 
-def test_render_metrics_escapes_label_values():
-    circuit = Circuit(
-        service='a"b\\c\nd',
-        state=CircuitState.HALF_OPEN,
-        failures=3,
-        opened_at=None,
-        retry_in=0,
-        threshold=5,
-        cooldown=30,
+def test_metrics_escape_label_values():
+    name = 'a"b\\c\nd'
+    reading = GaugeReading(
+        dlq_depth={name: 2}, circuits=[CircuitGauge(name, CircuitState.HALF_OPEN, 3)]
     )
-    text = render_metrics(
-        StoreMetrics(
-            attempts=[], latency_buckets=[], dlq_depth={}, dead_lettered={}, circuits=[circuit]
-        ),
-        {"started": 2},
-    )
-    assert 'hub_circuit_state{service="a\\"b\\\\c\\nd",state="half_open"} 1' in text
-    assert 'hub_events_received_total{outcome="started"} 2' in text
-    assert 'hub_events_received_total{outcome="no_match"} 0' in text
+    text = generate_latest(DatabaseGauges(reading)).decode()
+    assert 'hub_circuit_state{service="a\\"b\\\\c\\nd",state="half_open"} 1.0' in text
+    assert 'hub_dlq_depth{service="a\\"b\\\\c\\nd"} 2.0' in text
     parsed = parse_metrics(text)
     assert parsed[("hub_circuit_failures", frozenset({("service", 'a\\"b\\\\c\\nd')}))] == 3
 

@@ -44,6 +44,10 @@ EXPECTED_SERVICES = {
     "api",
 }
 HUB_SERVICES = ("migrate", "worker", "api")
+OBSERVABILITY = {"prometheus", "grafana"}
+# What the worker adds to the shared environment: its metrics endpoint, reachable from the
+# observability profile's Prometheus (the default bind is loopback).
+WORKER_METRICS_ENV = {"HUB_METRICS_PORT": "9464", "HUB_METRICS_HOST": "0.0.0.0"}
 WITHOUT_HEALTHCHECK = {"migrate", "worker", "temporal-ui"}
 SECRETS = ("HUB_API_TOKEN", "HUB_SECRET_KEY")
 HUB_VARIABLE = re.compile(r"\bHUB_[A-Z0-9_]+\b")
@@ -431,8 +435,21 @@ def test_hub_services_share_one_environment(compose, services):
         *SECRETS,
     }
     assert required <= set(shared), required - set(shared)
+    expected = {k: str(v) for k, v in shared.items()}
     for name in HUB_SERVICES:
-        assert environment(services[name]) == {k: str(v) for k, v in shared.items()}, name
+        extra = WORKER_METRICS_ENV if name == "worker" else {}
+        assert environment(services[name]) == expected | extra, name
+
+
+def test_the_worker_serves_its_metrics_inside_the_network_only(services):
+    """Prometheus scrapes each replica over the compose network; no host port, so
+    ``--scale worker=N`` still works (test_the_worker_can_be_scaled)."""
+    worker = services["worker"]
+    env = environment(worker)
+    assert int(env["HUB_METRICS_PORT"]) > 0
+    assert env["HUB_METRICS_HOST"] == "0.0.0.0"
+    assert env["HUB_METRICS_PORT"] in [str(port) for port in worker.get("expose") or []]
+    assert not published_ports(worker)
 
 
 def test_secrets_come_from_the_host_and_are_required(compose):
@@ -618,3 +635,115 @@ def test_dockerignore_keeps_what_the_dockerfile_copies(dockerfile):
                 continue
             relative = path.relative_to(ROOT).as_posix()
             assert not ignored(relative, patterns), f".dockerignore drops {relative}"
+
+
+# observability (the profile's own files are checked further in tests/test_dashboard.py)
+
+
+def test_observability_runs_only_with_its_profile(services):
+    """``docker compose up`` runs the hub alone; ``--profile observability`` adds these two."""
+    for name, service in services.items():
+        profiles = service.get("profiles") or []
+        if name in OBSERVABILITY:
+            assert profiles == ["observability"], f"{name}: profiles {profiles}"
+        else:
+            assert not profiles, f"{name} runs only with the profiles {profiles}"
+
+
+def test_observability_mounts_files_of_this_repository(compose, services):
+    declared = set(compose.get("volumes") or {})
+    for name in OBSERVABILITY:
+        sources = mounts(services[name])
+        assert sources, f"{name} mounts nothing"
+        for target, source in sources.items():
+            assert source, f"{name}: anonymous volume at {target}"
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts {source}: no such path"
+            else:
+                assert source in declared, f"{name}: {source!r} is not a named volume"
+        assert any(s in declared for s in sources.values()), f"{name} keeps no data volume"
+
+
+def test_observability_ports_are_published_on_loopback_only(services):
+    """Prometheus has no login and shows every service's figures; Grafana starts as admin."""
+    expected = {"prometheus": 9090, "grafana": 3000}
+    for name, port in expected.items():
+        entries = [str(entry) for entry in services[name].get("ports") or []]
+        assert entries == [f"127.0.0.1:{port}:{port}"], f"{name}: {entries}"
+
+
+def test_prometheus_is_given_its_configuration_and_rules(services):
+    prometheus = services["prometheus"]
+    args = command_args(prometheus)
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in args if "=" in arg)
+    sources = mounts(prometheus)
+    config = flags["config.file"]
+    assert sources.get(config) == "./deploy/prometheus/prometheus.yml", sources
+    assert flags["storage.tsdb.path"] in sources, "the TSDB is not on a volume"
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    for rule_file in scrape["rule_files"]:
+        assert sources.get(rule_file) == "./deploy/prometheus/alerts.yml", rule_file
+
+
+def test_prometheus_scrapes_the_compose_services_where_they_listen(services):
+    """Each target is a compose service on the port it really listens on: the API's --port,
+    and each worker replica's HUB_METRICS_PORT (found by DNS, one address per replica)."""
+    _, api = parse_hub_command(command_args(services["api"]))
+    listens = {
+        "api": int(api["port"]),
+        "worker": int(environment(services["worker"])["HUB_METRICS_PORT"]),
+    }
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    assert set(jobs) == {"hub-api", "hub-worker"}
+    found: dict[str, int] = {}
+    for job in jobs.values():
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job.get("static_configs") or []:
+            for target in static["targets"]:
+                host, _, port = target.rpartition(":")
+                found[host] = int(port)
+        for dns in job.get("dns_sd_configs") or []:
+            assert dns.get("type", "SRV") == "A", "compose's DNS answers A records, not SRV"
+            for host in dns["names"]:
+                found[host] = int(dns["port"])
+    assert found == listens
+    assert jobs["hub-worker"].get("dns_sd_configs"), "a static target sees one worker replica"
+
+
+def test_prometheus_reads_the_api_token_from_a_compose_secret(compose, services):
+    """/metrics needs the token; it reaches Prometheus as a secret file made from the host's
+    HUB_API_TOKEN, so it is neither in deploy/ nor public on the API's published port."""
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    [api_job] = [job for job in scrape["scrape_configs"] if job["job_name"] == "hub-api"]
+    authorization = api_job["authorization"]
+    assert authorization.get("type", "Bearer") == "Bearer"
+    assert "credentials" not in authorization
+    granted = {}
+    for secret in services["prometheus"]["secrets"]:
+        spec = secret if isinstance(secret, dict) else {"source": secret}
+        target = spec.get("target", spec["source"])
+        granted[target if target.startswith("/") else f"/run/secrets/{target}"] = spec["source"]
+    source = granted[authorization["credentials_file"]]
+    assert compose["secrets"][source] == {"environment": "HUB_API_TOKEN"}
+    for name in HUB_SERVICES:
+        assert "HUB_METRICS_PUBLIC" not in environment(services[name]), name
+
+
+def test_grafana_is_provisioned_with_the_dashboard(services):
+    grafana = services["grafana"]
+    sources = mounts(grafana)
+    assert sources["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    [dashboard] = [target for target, src in sources.items() if src == "./deploy/grafana/hub.json"]
+    provisioning = ROOT / "deploy/grafana/provisioning"
+    [provider] = yaml.safe_load((provisioning / "dashboards/hub.yml").read_text())["providers"]
+    assert provider["type"] == "file"
+    assert Path(dashboard).parent == Path(provider["options"]["path"])
+    assert environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == dashboard
+    [source] = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    url = urlsplit(source["url"])
+    assert (source["type"], url.hostname, url.port) == ("prometheus", "prometheus", 9090)
+    assert "--web.listen-address" not in " ".join(command_args(services["prometheus"]))
+    assert depends_on(grafana) == {"prometheus": "service_healthy"}

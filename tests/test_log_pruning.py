@@ -1,12 +1,15 @@
-"""Log pruning is a Temporal schedule next to hub-consume-responses, not a worker timer."""
+"""Log upkeep is a Temporal schedule next to hub-consume-responses, not a worker timer: it
+makes the day partitions ahead and drops those past HUB_LOG_RETENTION (see also
+tests/test_log_partitions.py). `hub logs` pages with --before."""
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from hub.core.models import LogEntryIn, LogStatus
+from hub.core.models import LogEntryIn, LogStatus, PruneResult
 from hub.engine.schedules import ensure_schedules
 from hub.runtime.embedded import temporal_binary
 from hub.store import Store
@@ -38,7 +41,7 @@ async def test_prune_schedule_exists_with_the_retention_setting(temporal, settin
     [arg] = action.args
     assert arg.metadata["encoding"] == b"binary/encrypted"
     [decoded] = await temporal.data_converter.payload_codec.decode([arg])
-    assert json.loads(decoded.data) == {"retention_days": settings.log_retention_days}
+    assert json.loads(decoded.data) == {"retention_days": settings.log_retention}
 
     process = await asyncio.create_subprocess_exec(
         temporal_binary(),
@@ -52,13 +55,20 @@ async def test_prune_schedule_exists_with_the_retention_setting(temporal, settin
     assert SCHEDULE_ID in stdout.decode() and CONSUME_SCHEDULE in stdout.decode()
 
 
-async def test_a_scheduled_run_deletes_only_rows_past_the_retention(temporal, store: Store, unique):
-    for name in ("old", "new"):
-        await store.log.add(
-            LogEntryIn(service=unique, event_id=f"{unique}-{name}", status=LogStatus.OK)
+async def test_a_scheduled_run_drops_only_days_past_the_retention(temporal, store: Store, unique):
+    today = datetime.now(UTC).date()
+    await store.log.add(LogEntryIn(service=unique, event_id=f"{unique}-new", status=LogStatus.OK))
+    for name, age in (("old", 32), ("kept", 29)):
+        # Written then (the default partition takes it: its day has none yet).
+        await store.pool.execute(
+            """INSERT INTO delivery_log (created_at, direction, service, event_id, status)
+               VALUES (now() - make_interval(days => $1), 'out', $2, $3, 'ok')""",
+            age,
+            unique,
+            f"{unique}-{name}",
         )
-    await store.pool.execute(
-        "UPDATE delivery_log SET created_at = now() - interval '31 days' WHERE event_id = $1",
+    old_day = await store.pool.fetchval(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date FROM delivery_log WHERE event_id = $1",
         f"{unique}-old",
     )
 
@@ -67,11 +77,11 @@ async def test_a_scheduled_run_deletes_only_rows_past_the_retention(temporal, st
     async def pruned() -> list[str]:
         while True:
             rows = await store.log.recent(service=unique)
-            if len(rows) == 1:
-                return [r.event_id or "" for r in rows]
+            if len(rows) == 2:
+                return sorted(r.event_id or "" for r in rows)
             await asyncio.sleep(0.2)
 
-    assert await asyncio.wait_for(pruned(), timeout=30) == [f"{unique}-new"]
+    assert await asyncio.wait_for(pruned(), timeout=30) == [f"{unique}-kept", f"{unique}-new"]
     runs = [
         w
         async for w in temporal.list_workflows(
@@ -79,3 +89,37 @@ async def test_a_scheduled_run_deletes_only_rows_past_the_retention(temporal, st
         )
     ]
     assert runs, "the schedule's run shows in Temporal visibility"
+    results = [
+        PruneResult.model_validate(
+            await temporal.get_workflow_handle(r.id, run_id=r.run_id).result()
+        )
+        for r in runs
+    ]
+    assert any(f"delivery_log_p{old_day:%Y%m%d}" in r.dropped for r in results), results
+    ahead = {f"delivery_log_p{today + timedelta(days=d):%Y%m%d}" for d in range(8)}
+    partitions = await store.pool.fetch(
+        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'delivery_log'::regclass"""
+    )
+    assert ahead <= {r["relname"] for r in partitions}
+
+
+async def test_hub_logs_pages_with_before(cli, store: Store, unique):
+    for n in range(5):
+        await store.log.add(
+            LogEntryIn(service=unique, event_id=f"{unique}-{n}", status=LogStatus.OK)
+        )
+    first = await cli("logs", "--service", unique, "--limit", "2")
+    assert first.code == 0, first
+    *_, hint = first.stdout.strip().splitlines()
+    assert hint.startswith("next page: --before ")
+    before = hint.rsplit(" ", 1)[1]
+    page = (
+        await cli("logs", "--service", unique, "--limit", "2", "--before", before, "--json")
+    ).json()
+    assert [r["event_id"] for r in page] == [f"{unique}-2", f"{unique}-1"]
+    assert all(r["id"] < int(before) for r in page)
+    last = await cli("logs", "--service", unique, "--limit", "2", "--before", str(page[-1]["id"]))
+    assert f"{unique}-0" in last.stdout and "next page" not in last.stdout
+    everything = (await cli("logs", "--service", unique, "--json")).json()
+    assert [r["event_id"] for r in everything] == [f"{unique}-{n}" for n in range(4, -1, -1)]

@@ -2,14 +2,11 @@
 
 import asyncio
 import signal
-import sys
-from pathlib import Path
 
 from hub.client import HubClient
-from tests.cli_runner import hub_env
+from hub.engine.schedules import ensure_schedules
+from tests.cli_runner import hub_env, spawn_worker
 from tests.sink import Reply
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_worker_process_delivers_and_shuts_down_gracefully(
@@ -17,13 +14,8 @@ async def test_worker_process_delivers_and_shuts_down_gracefully(
 ):
     queue = f"{settings.task_queue}-{unique}"
     env = hub_env(settings, task_queue=queue)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "worker.py",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    process = await spawn_worker(
+        env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
         service = await make_service()
@@ -43,6 +35,7 @@ async def test_worker_process_delivers_and_shuts_down_gracefully(
         if process.returncode is None:
             process.kill()
             await process.wait()
+        await ensure_schedules(temporal, settings)  # the worker re-pointed them at its queue
 
     assert process.returncode == 0, output.decode()
     # The attempt in flight at SIGTERM finished and was logged, not cancelled.

@@ -57,11 +57,13 @@ async def send(delivery: Delivery) -> AttemptResult | Failure:
     the backoff, so every attempt, its error and its wait stay visible in the history.
     """
     retry = delivery.retry
+    started = workflow.info().workflow_start_time  # bounds the log lookups (by partition)
     made = 0
     local = True
     while True:
         try:
-            result = await _attempt(delivery.model_copy(update={"first_attempt": made + 1}), local)
+            attempt = {"first_attempt": made + 1, "workflow_started": started}
+            result = await _attempt(delivery.model_copy(update=attempt), local)
         except FailureError as err:
             cause = activity_cause(err)
             if not isinstance(cause, ApplicationError) or cause.type not in DELIVERY_ERRORS:

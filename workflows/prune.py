@@ -7,22 +7,23 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
-    from hub.core.models import PruneInput
+    from hub.core.models import PruneInput, PruneResult
 
 SCHEDULE_ID = "hub-prune-log"
 
 
 @workflow.defn
 class PruneLogWorkflow:
-    """Delete log rows older than the retention; returns how many went."""
+    """Make the log's day partitions ahead of time, drop those past the retention, and
+    delete old claim-checks; the result lists what changed."""
 
     @workflow.run
-    async def run(self, prune: PruneInput) -> int:
-        # A large backlog is one DELETE: give it time. The next run comes within the hour,
-        # so a few retries are enough.
+    async def run(self, prune: PruneInput) -> PruneResult:
+        # Partition upkeep never waits long for a lock (the store's LOCK_TIMEOUT): what was
+        # busy is left for the next run, within the hour, so a few retries are enough.
         return await workflow.execute_activity_method(
             StoreActivities.prune_log,
-            prune.retention_days,
+            prune,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=10)),
         )

@@ -28,11 +28,13 @@ from hub.api.middleware import (
 )
 from hub.api.routes import circuits, codec, dlq, events, health, logs, rules, services, webhooks
 from hub.api.schemas import problems
+from hub.api.tracing import RequestSpans
 from hub.config import Settings
 from hub.engine.client import HubClient
 from hub.engine.replay import Replayer
 from hub.runtime.codec import HubCodec
 from hub.runtime.connections import connect_temporal, database_url
+from hub.runtime.metrics import HubMetrics
 from hub.secrets import SecretBox
 from hub.store import Store
 
@@ -50,13 +52,15 @@ def create_app(
     insecure_no_auth: bool = False,
     store: Store | None = None,
     temporal: Client | None = None,
+    metrics: HubMetrics | None = None,
 ) -> FastAPI:
     """The API application. ``store`` and ``temporal`` are used as given (and not closed).
 
     With a token in ``settings.api_token`` (at least 16 characters), every route but
     /healthz, the OpenAPI schema and the docs pages needs it, /metrics too unless
     ``settings.metrics_public``, /codec too except from HUB_CODEC_CORS_ORIGINS; without one
-    the app is built only when ``insecure_no_auth`` says so.
+    the app is built only when ``insecure_no_auth`` says so. ``metrics`` is the registry
+    /metrics serves (``hub dev`` passes its worker's); a new one by default.
     """
     token = _api_token(settings)
     if token is None and not insecure_no_auth:
@@ -77,6 +81,7 @@ def create_app(
     )
     app.state.api_token = token
     app.state.metrics_public = settings.metrics_public
+    app.state.metrics = metrics or HubMetrics()
     app.state.codec = HubCodec.from_settings(settings)
     app.state.codec_origins = parse_origins(settings.codec_cors_origins)
     app.add_middleware(
@@ -85,6 +90,7 @@ def create_app(
         larger={"/codec/": CODEC_MAX_BODY_BYTES},
     )
     app.add_middleware(CodecCors, origins=app.state.codec_origins)
+    app.add_middleware(RequestSpans)  # last added, outermost: every request is in its span
     for error_type, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(error_type, handler)
     protected = [Depends(require_api_token)]
@@ -125,7 +131,7 @@ def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) 
                 HubClient.connect(settings, temporal=client, store=own_store)
             )
             replayer = Replayer(client, own_store, settings.task_queue)
-            app.state.api = ApiState(own_store, client, hub, replayer)
+            app.state.api = ApiState(own_store, client, hub, replayer, app.state.metrics)
             yield
 
     return lifespan

@@ -5,7 +5,6 @@ Every route except ``/healthz``, the OpenAPI schema and its docs pages, and
 unless ``HUB_METRICS_PUBLIC`` says otherwise.
 """
 
-from collections import Counter
 from dataclasses import dataclass, field
 from secrets import compare_digest
 from typing import Annotated
@@ -17,6 +16,7 @@ from temporalio.client import Client
 
 from hub.engine.client import HubClient
 from hub.engine.replay import Replayer
+from hub.runtime.metrics import HubMetrics
 from hub.store import Store
 
 
@@ -28,7 +28,8 @@ class ApiState:
     temporal: Client
     hub: HubClient
     replayer: Replayer
-    received: Counter[str] = field(default_factory=Counter)  # events by outcome, for /metrics
+    metrics: HubMetrics = field(default_factory=HubMetrics)
+    """This process's metrics (``hub dev`` shares its worker's), served by /metrics."""
 
 
 def get_state(request: Request) -> ApiState:

@@ -8,9 +8,9 @@ import typer
 
 from hub.cli.context import cli_state
 from hub.cli.errors import UsageError
-from hub.cli.output import JsonOption, out, print_json
+from hub.cli.output import JsonOption, out, print_json, print_table
 from hub.cli.parsing import parse_json_object
-from hub.cli.views import TableView, show_list
+from hub.cli.views import TableView
 from hub.core.limits import check_event_size
 from hub.core.models import EmitResult, Event, LogEntry, LogStatus
 from hub.engine.client import HubClient
@@ -84,24 +84,32 @@ async def logs_command(
     direction: Annotated[str | None, typer.Option(help="in or out.")] = None,
     event: Annotated[str | None, typer.Option(help="Only this event id.")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only rows at or after this time.")] = None,
+    before: Annotated[
+        int | None, typer.Option(min=1, help="Only rows older than this id: the next page.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """The delivery log, newest first: one row per attempt."""
+    """The delivery log, newest first: one row per attempt. A full page ends with the
+    --before id of the next one (with --json: the last row's id)."""
     if status not in (None, *LogStatus):
         raise UsageError(f"--status must be one of {', '.join(LogStatus)}")
     if direction not in (None, "in", "out"):
         raise UsageError("--direction must be in or out")
-    await show_list(
-        ctx,
-        as_json,
+    rows = await cli_state(ctx).with_store(
         lambda s: s.log.recent(
             service=service,
             status=status,
             direction=direction,
             event_id=event,
             since=since,
+            before_id=before,
             limit=limit,
-        ),
-        _LOG_TABLE,
+        )
     )
+    if as_json:
+        print_json(rows)
+        return
+    print_table(_LOG_TABLE.title, _LOG_TABLE.columns, [_LOG_TABLE.row(r) for r in rows])
+    if len(rows) == limit:
+        out.print(f"next page: --before {rows[-1].id}", highlight=False)

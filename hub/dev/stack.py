@@ -4,6 +4,9 @@ Temporal's dev server (with its UI) and PostgreSQL start as children; the worker
 the schedules run in this process. Everything stops together on Ctrl+C or SIGTERM, and the
 children die with this process even when it is killed (SIGKILL). One ``hub dev`` per
 HUB_DATA_DIR: a second one on the same directory refuses to start.
+
+The worker and the API share one metrics registry, so the API's ``/metrics`` is the one
+combined endpoint (worker + API + Temporal's runtime); HUB_METRICS_PORT is not served here.
 """
 
 import asyncio
@@ -29,6 +32,7 @@ from hub.runtime.embedded import (
     port_in_use,
     private_data_dir,
 )
+from hub.runtime.metrics import HubMetrics
 from hub.secrets import ensure_api_token, ensure_key_file
 
 LOOPBACK = "127.0.0.0/8 ::1"
@@ -150,8 +154,10 @@ async def _serve_dev(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running_worker(settings), contextlib.AsyncExitStack() as stack:
-        server, task = await serve_in_background(create_app(settings), host, ports.api)
+    metrics = HubMetrics()  # one registry: the API's /metrics shows the worker's counters too
+    async with running_worker(settings, metrics=metrics), contextlib.AsyncExitStack() as stack:
+        app = create_app(settings, metrics=metrics)
+        server, task = await serve_in_background(app, host, ports.api)
         stack.push_async_callback(stop_server, server, task)
         if demo:
             await stack.enter_async_context(start_demo(settings, host, ports.demo, say))
@@ -164,7 +170,7 @@ async def _serve_dev(
                     "hub is running (Ctrl+C stops everything):",
                     *ui,
                     f"  API          {api}   (docs: {api}/docs)",
-                    f"  Metrics      {api}/metrics   (with the API token)",
+                    f"  Metrics      {api}/metrics   (worker, API, Temporal; token)",
                     f"  API token    {settings.api_token.get_secret_value()}",
                     f"  Data         {settings.data_dir}",
                     "",

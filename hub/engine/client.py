@@ -24,6 +24,7 @@ from hub.config import Settings
 from hub.core.claims import EVENT_INLINE_MAX, claim_key
 from hub.core.limits import EventTooLarge, event_bytes
 from hub.core.models import DispatchInput, DispatchResult, EmitResult, Event, Outcome
+from hub.core.tracing import span
 from hub.core.visibility import HUB_EVENT_ID, HUB_EVENT_NAME, HUB_OUTCOME, HUB_SERVICES
 from hub.runtime.connections import connect_temporal, database_url
 from hub.runtime.rule_index import RuleIndex
@@ -96,7 +97,30 @@ class HubClient:
 
         An event that matches no rule starts nothing; a known event id starts nothing new.
         With ``wait``, returns once every delivery is delivered or dead-lettered.
+
+        While tracing is on, this is a span, parent of the workflow's (hub.runtime.tracing).
         """
+        with span("HubClient.emit", attributes={"hub.event.name": name}) as current:
+            result = await self._emit(name, data, event_id, occurred_at, wait)
+            if current is not None:
+                current.set_attributes(
+                    {
+                        "hub.event.id": result.event_id,
+                        "hub.matched": result.matched,
+                        "hub.duplicate": result.duplicate,
+                        "hub.services": result.services,
+                    }
+                )
+            return result
+
+    async def _emit(
+        self,
+        name: str,
+        data: dict[str, Any] | None,
+        event_id: str | None,
+        occurred_at: datetime | None,
+        wait: bool,
+    ) -> EmitResult:
         event = Event.model_validate(
             {
                 "id": event_id or str(uuid4()),

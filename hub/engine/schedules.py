@@ -1,5 +1,6 @@
 """The hub's periodic jobs, as Temporal schedules: draining AMQP response queues every minute
-and pruning the delivery log every hour. Visible in the UI and ``temporal schedule list``."""
+and the delivery log's upkeep every hour (day partitions made ahead, those past the retention
+dropped). Visible in the UI and ``temporal schedule list``."""
 
 import logging
 from datetime import timedelta
@@ -48,7 +49,7 @@ def hub_schedules(settings: Settings) -> dict[str, Schedule]:
         prune.SCHEDULE_ID: _every(
             settings.log_prune_every,
             prune.PruneLogWorkflow.run,
-            PruneInput(retention_days=settings.log_retention_days),
+            PruneInput(retention_days=settings.log_retention),
             f"{prune.SCHEDULE_ID}-run",
             queue,
         ),

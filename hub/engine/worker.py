@@ -1,14 +1,17 @@
-"""The hub worker: shared clients, activities and workflows on one task queue."""
+"""The hub worker: shared clients, activities and workflows on one task queue, and its
+Prometheus endpoint (HUB_METRICS_PORT)."""
 
 import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -23,8 +26,12 @@ from hub.engine.schedules import ensure_schedules
 from hub.engine.startup import when_up
 from hub.runtime.breaker import CircuitBreaker
 from hub.runtime.connections import connect_temporal, database_url
+from hub.runtime.metrics import HubMetrics
+from hub.runtime.metrics_endpoint import MetricsPortError, bind_metrics_socket, serving_metrics
 from hub.runtime.process import configure_logging, exit_now
 from hub.runtime.rule_index import RuleIndex
+from hub.runtime.telemetry import runtime_metrics_url
+from hub.runtime.tracing import WORKER_SERVICE, setup_tracing
 from hub.secrets import SecretBox
 from hub.store import Store, migrate
 from hub.transport.amqp import AmqpPool, AmqpTransport
@@ -60,6 +67,12 @@ class RunningWorker:
 
     worker: Worker
     amqp: AmqpPool
+    store: Store
+    metrics: HubMetrics
+
+    async def scrape(self) -> bytes:
+        """The worker's metrics: its counters, the database gauges, Temporal's runtime."""
+        return await self.metrics.scrape(self.store, runtime_metrics_url(self.worker.client))
 
 
 def http_client(settings: Settings, guard: EgressGuard) -> httpx.AsyncClient:
@@ -72,6 +85,38 @@ def http_client(settings: Settings, guard: EgressGuard) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=GuardedTransport(guard, limits), follow_redirects=False)
 
 
+def activities(
+    settings: Settings,
+    store: Store,
+    index: RuleIndex,
+    box: SecretBox,
+    http: httpx.AsyncClient,
+    amqp: AmqpPool,
+    metrics: HubMetrics,
+) -> list[Callable[..., Any]]:
+    """The worker's activities, on its shared clients, all counting into ``metrics``."""
+    breaker = CircuitBreaker(store, metrics=metrics)
+    attempt = DeliveryAttempt(store, index, breaker, box, metrics)
+    transport = HttpTransport(http, max_bytes=settings.response_max_bytes)
+    deliveries = DeliveryActivities(attempt, transport, AmqpTransport(amqp))
+    responses = ResponseActivities(store, index, amqp, box, metrics)
+    bookkeeping = StoreActivities(
+        store, index, max_payload_bytes=settings.max_payload_bytes, metrics=metrics
+    )
+    return [
+        bookkeeping.plan,
+        bookkeeping.record_attempt,
+        bookkeeping.dead_letter,
+        bookkeeping.replay_delivery,
+        bookkeeping.finish_replay,
+        bookkeeping.prune_log,
+        deliveries.deliver_http,
+        deliveries.deliver_amqp,
+        responses.response_queues,
+        responses.consume,
+    ]
+
+
 @asynccontextmanager
 async def running_worker(
     settings: Settings,
@@ -79,11 +124,14 @@ async def running_worker(
     temporal: Client | None = None,
     dsn: str | None = None,
     resolver: Resolver | None = None,
+    metrics: HubMetrics | None = None,
 ) -> AsyncIterator[RunningWorker]:
     """A started worker with its store, rule index and HTTP client; all closed on exit.
 
-    ``resolver`` replaces the system's for the egress guard (tests answer with it).
+    ``resolver`` replaces the system's for the egress guard (tests answer with it);
+    ``metrics`` is what the activities count into (a new registry unless given).
     """
+    metrics = metrics or HubMetrics()
     dsn = dsn or database_url(settings)
     await when_up("PostgreSQL", lambda: migrate(dsn))
     client = temporal
@@ -104,45 +152,37 @@ async def running_worker(
         http = await stack.enter_async_context(http_client(settings, guard))
         amqp = AmqpPool(guard, name=f"temporal-hub worker {os.getpid()}")
         stack.push_async_callback(amqp.close)
-        attempt = DeliveryAttempt(store, index, CircuitBreaker(store), box)
-        transport = HttpTransport(http, max_bytes=settings.response_max_bytes)
-        deliveries = DeliveryActivities(attempt, transport, AmqpTransport(amqp))
-        responses = ResponseActivities(store, index, amqp, box)
-        bookkeeping = StoreActivities(store, index, max_payload_bytes=settings.max_payload_bytes)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             workflow_runner=SANDBOX,
-            activities=[
-                bookkeeping.plan,
-                bookkeeping.record_attempt,
-                bookkeeping.dead_letter,
-                bookkeeping.replay_delivery,
-                bookkeeping.finish_replay,
-                bookkeeping.prune_log,
-                deliveries.deliver_http,
-                deliveries.deliver_amqp,
-                responses.response_queues,
-                responses.consume,
-            ],
+            activities=activities(settings, store, index, box, http, amqp, metrics),
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=settings.max_concurrent_local_activities,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         )
         async with worker:
-            yield RunningWorker(worker=worker, amqp=amqp)
+            yield RunningWorker(worker=worker, amqp=amqp, store=store, metrics=metrics)
 
 
-async def run(settings: Settings | None = None) -> None:
-    """Run until SIGINT or SIGTERM, then let running activities finish (graceful shutdown)."""
+async def run(
+    settings: Settings | None = None, metrics_socket: socket.socket | None = None
+) -> None:
+    """Run until SIGINT or SIGTERM, then let running activities finish (graceful shutdown);
+    serve GET /metrics on ``metrics_socket`` (bound by the caller) meanwhile."""
     settings = settings or Settings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running_worker(settings):
+    async with running_worker(settings) as running, AsyncExitStack() as stack:
+        if metrics_socket is not None:
+            await stack.enter_async_context(serving_metrics(metrics_socket, running.scrape))
+            log.info(
+                "metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port
+            )
         log.info(
             "worker on task queue %r at %s (namespace %r)",
             settings.task_queue,
@@ -162,6 +202,7 @@ async def run(settings: Settings | None = None) -> None:
 def main() -> None:
     """``python worker.py`` and ``hub worker``; a bad setting is one line, not a traceback."""
     configure_logging()
+    setup_tracing(WORKER_SERVICE)  # before any Temporal client: it adds the interceptor
     try:
         settings = Settings()
     except ValidationError as error:
@@ -170,5 +211,12 @@ def main() -> None:
             message = problem["msg"].removeprefix("Value error, ")
             print(f"error: {where}: {message}", file=sys.stderr)
         exit_now(1)
-    asyncio.run(run(settings))
+    metrics_socket = None
+    if settings.metrics_port:
+        try:
+            metrics_socket = bind_metrics_socket(settings.metrics_host, settings.metrics_port)
+        except MetricsPortError as error:
+            print(f"error: {error}", file=sys.stderr)
+            exit_now(1)
+    asyncio.run(run(settings, metrics_socket))
     exit_now(0)

@@ -11,13 +11,19 @@ every statement returns the circuit's new state, which this worker then trusts f
 extra round trip; at most one check per service per ``cache_seconds`` goes to the database.
 The price is that another worker's opening of a circuit (or a manual reset) can take up to
 ``cache_seconds`` to be noticed here.
+
+Transitions are counted (hub_circuit_transitions_total) by the worker whose statement made
+them: a granted probe enters half_open, and a recorded outcome that changed the row and left
+it open, or closed it after the probe, enters that state. A worker that merely reads a circuit
+another one opened counts nothing, so a burst of failures opening it counts once.
 """
 
 import time
 import uuid
 from dataclasses import dataclass
 
-from hub.core.models import CircuitReading, CircuitState, LogEntryIn, Service
+from hub.core.models import CircuitOutcome, CircuitReading, CircuitState, LogEntryIn, Service
+from hub.runtime.metrics import HubMetrics
 from hub.store import Store
 
 PROBE_MARGIN = 10.0
@@ -53,12 +59,18 @@ class CircuitBreaker:
     """Transport-neutral: ask ``admit`` before a call, ``record`` its outcome after it."""
 
     def __init__(
-        self, store: Store, *, cache_seconds: float = 1.0, probe_margin: float = PROBE_MARGIN
+        self,
+        store: Store,
+        *,
+        cache_seconds: float = 1.0,
+        probe_margin: float = PROBE_MARGIN,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
         self._probe_margin = probe_margin
         self._cache: dict[int, _Cached] = {}
+        self._metrics = metrics or HubMetrics()
 
     async def admit(self, service: Service) -> Permit:
         """A permit for one call, or CircuitOpenError without any I/O towards the service."""
@@ -82,6 +94,7 @@ class CircuitBreaker:
             return Permit(service.id)
         reading = admitted
         if reading.probe:
+            self._metrics.circuit_transition(service.name, CircuitState.HALF_OPEN)
             return Permit(service.id, probe_owner=owner)
         self._remember(service.id, reading)
         # Losing the race for the probe reads "open, 0 s left": wait for the probe's verdict.
@@ -90,7 +103,7 @@ class CircuitBreaker:
 
     async def record(
         self, service: Service, permit: Permit, *, healthy: bool, log_id: int, log: LogEntryIn
-    ) -> CircuitReading | None:
+    ) -> CircuitOutcome | None:
         """Write the attempt's outcome over its log row and feed the circuit, together.
 
         ``healthy`` is False only for failures that say something about the service: 5xx,
@@ -107,6 +120,13 @@ class CircuitBreaker:
             cooldown=service.cb_cooldown,
         )
         self._remember(service.id, reading)
+        if reading is not None and reading.changed:
+            if reading.state is CircuitState.OPEN:
+                self._metrics.circuit_transition(service.name, CircuitState.OPEN)
+            elif permit.probe_owner is not None and healthy:
+                # Only the probe's success closes a circuit (a success under a closed circuit
+                # changes the row too, resetting the count, but enters no state).
+                self._metrics.circuit_transition(service.name, CircuitState.CLOSED)
         return reading
 
     def _remember(self, service_id: int, reading: CircuitReading | None) -> None:

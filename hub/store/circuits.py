@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from hub.core.models import Circuit, CircuitReading, LogEntryIn
+from hub.core.models import Circuit, CircuitOutcome, CircuitReading, LogEntryIn
 from hub.store.delivery_log import log_row, update_log
 from hub.store.errors import NotFoundError
 
@@ -68,12 +68,14 @@ class CircuitStore:
         probe_owner: str | None,
         threshold: int,
         cooldown: float,
-    ) -> CircuitReading | None:
+    ) -> CircuitOutcome | None:
         """Write an attempt's outcome over its log row and feed the circuit, in one round trip.
 
         closed: a failure counts, the threshold-th opens; a success resets the count.
         half_open: only the probe's outcome counts: success closes, failure re-opens.
         open: nothing changes (late results of calls made before it opened).
+        ``changed`` says whether this statement updated the row (the breaker counts
+        transitions by it).
         """
         row = await self._pool.fetchrow(
             f"""WITH log AS ({update_log("$7")}),
@@ -100,13 +102,13 @@ class CircuitStore:
                     WHERE service_id = $5
                       AND ((state = 'closed' AND (NOT $2 OR failures > 0))
                         OR (state = 'half_open' AND probe_owner = $3))
-                    RETURNING state, failures, opened_at, probe_expires_at),
+                    RETURNING state, failures, opened_at, probe_expires_at, true AS changed),
                 reading AS (
                     SELECT * FROM updated
                     UNION ALL
-                    SELECT state, failures, opened_at, probe_expires_at FROM circuit_state
+                    SELECT state, failures, opened_at, probe_expires_at, false FROM circuit_state
                     WHERE service_id = $5 AND NOT EXISTS (SELECT 1 FROM updated))
-                SELECT state, failures, opened_at, {_retry_in("$6")} FROM reading""",
+                SELECT state, failures, opened_at, changed, {_retry_in("$6")} FROM reading""",
             log_row(log),
             healthy,
             probe_owner,
@@ -115,7 +117,7 @@ class CircuitStore:
             cooldown,
             log_id,
         )
-        return CircuitReading.model_validate(dict(row)) if row else None
+        return CircuitOutcome.model_validate(dict(row)) if row else None
 
     async def all(self) -> list[Circuit]:
         rows = await self._pool.fetch(

@@ -53,7 +53,7 @@ class Store:
         self.log = LogStore(pool)
         self.dlq = DeadLetterStore(pool, self.log)
         self.circuits = CircuitStore(pool)
-        self.metrics = MetricsStore(pool, self.circuits)
+        self.metrics = MetricsStore(pool)
         self.sealed = SealedStore(pool, self.box)
         self.claims = ClaimStore(pool)
 

@@ -20,8 +20,9 @@ class DeadLetterStore:
         self._pool = pool
         self._log = log
 
-    async def add(self, dead: DeadLetter, log: LogEntryIn | None = None) -> int:
-        """Record a failed delivery (and its log row) once per workflow; return the row id.
+    async def add(self, dead: DeadLetter, log: LogEntryIn | None = None) -> tuple[int, bool]:
+        """Record a failed delivery (and its log row) once per workflow; return the row id,
+        and whether this call wrote it (False when a retry finds the row already there).
 
         The row keeps its own copy of the event data and payload, claim-checked or not.
         """
@@ -61,10 +62,10 @@ class DeadLetterStore:
                     dead.workflow_id,
                     d.id,
                 )
-                return existing
+                return existing, False
             if log is not None:
                 await self._log.add(log, conn)
-            return dlq_id
+            return dlq_id, True
 
     async def recent(
         self,
@@ -117,19 +118,21 @@ class DeadLetterStore:
         entry = _dlq_entry(row)
         return entry, entry.replay_count
 
-    async def finish_replay(self, outcome: ReplayOutcome) -> None:
-        """Resolve the row if the replay delivered; else keep it with the replay's error."""
-        await self._pool.execute(
+    async def finish_replay(self, outcome: ReplayOutcome) -> str | None:
+        """Resolve the row if the replay delivered; else keep it with the replay's error.
+        Return the row's service (None if the row was deleted meanwhile)."""
+        service: str | None = await self._pool.fetchval(
             """UPDATE dlq SET
                    resolved_at = CASE WHEN $2 THEN now() ELSE resolved_at END,
                    error = CASE WHEN $2 THEN error ELSE $3 END,
                    attempts = CASE WHEN $2 THEN attempts ELSE $4 END
-               WHERE id = $1""",
+               WHERE id = $1 RETURNING service""",
             outcome.dlq_id,
             outcome.delivered,
             outcome.error or "",
             outcome.attempts,
         )
+        return service
 
     async def delete(self, dlq_id: int) -> None:
         status = await self._pool.execute("DELETE FROM dlq WHERE id = $1", dlq_id)

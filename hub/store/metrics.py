@@ -1,59 +1,54 @@
-"""Aggregates behind the API's Prometheus metrics, read from the log, the DLQ and circuits."""
+"""The gauges Prometheus reads from the database at scrape time (hub.runtime.metrics).
+
+Only small reads: the circuits and the unresolved DLQ counts (``dlq_depth``, kept by triggers:
+see migration 005), one row per service each, whatever the size of the DLQ. Never the delivery
+log, whose size grows with traffic: counts over it are counters kept by the processes instead.
+"""
 
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
-from hub.core.models import Circuit
-from hub.store.circuits import CircuitStore
+from hub.core.models import CircuitState
+
+CIRCUITS = """SELECT s.name AS service, c.state, c.failures
+              FROM circuit_state c JOIN services s ON s.id = c.service_id"""
+DLQ_DEPTH = "SELECT service, unresolved AS depth FROM dlq_depth"
+GAUGE_QUERIES = (CIRCUITS, DLQ_DEPTH)
+"""Every statement a scrape runs (tests EXPLAIN them)."""
 
 
 @dataclass(frozen=True)
-class StoreMetrics:
-    """Counts behind the Prometheus metrics (see hub.api.metrics)."""
+class CircuitGauge:
+    """A service's circuit as the gauges show it."""
 
-    attempts: list[dict[str, Any]]  # service, direction, status, n, latency_sum
-    latency_buckets: list[dict[str, Any]]  # service, le, n (cumulative, outbound attempts)
-    dlq_depth: dict[str, int]  # unresolved rows
-    dead_lettered: dict[str, int]  # every row, resolved by a replay or not
-    circuits: list[Circuit]
+    service: str
+    state: CircuitState
+    failures: int
+
+
+@dataclass(frozen=True)
+class GaugeReading:
+    """What one scrape read: DLQ depth by service (0 for a service with none), circuits."""
+
+    dlq_depth: dict[str, int]
+    circuits: list[CircuitGauge]
 
 
 class MetricsStore:
-    """Scans what the retention keeps; one call per scrape."""
+    """The scrape's queries; two statements on one connection."""
 
-    def __init__(self, pool: asyncpg.Pool, circuits: CircuitStore) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._circuits = circuits
 
-    async def read(self, latency_buckets_ms: list[float]) -> StoreMetrics:
-        """Aggregates for /metrics, over what the log retention keeps."""
+    async def gauges(self) -> GaugeReading:
+        """The circuits of every service and the depth of every service's DLQ (a deleted
+        service's unresolved rows included)."""
         async with self._pool.acquire() as conn:
-            attempts = await conn.fetch(
-                """SELECT service, direction, status, count(*) AS n,
-                          coalesce(sum(latency_ms), 0) AS latency_sum
-                   FROM delivery_log GROUP BY service, direction, status"""
-            )
-            buckets = await conn.fetch(
-                """SELECT s.service, b.le, count(l.id) AS n
-                   FROM unnest($1::float8[]) AS b(le)
-                   CROSS JOIN (SELECT DISTINCT service FROM delivery_log
-                               WHERE direction = 'out') AS s
-                   LEFT JOIN delivery_log l ON l.service = s.service AND l.direction = 'out'
-                        AND l.latency_ms IS NOT NULL AND l.latency_ms <= b.le
-                   GROUP BY s.service, b.le ORDER BY s.service, b.le""",
-                latency_buckets_ms,
-            )
-            dlq = await conn.fetch(
-                """SELECT service, count(*) FILTER (WHERE resolved_at IS NULL) AS depth,
-                          count(*) AS total
-                   FROM dlq GROUP BY service"""
-            )
-        return StoreMetrics(
-            attempts=[dict(r) for r in attempts],
-            latency_buckets=[dict(r) for r in buckets],
-            dlq_depth={r["service"]: r["depth"] for r in dlq},
-            dead_lettered={r["service"]: r["total"] for r in dlq},
-            circuits=await self._circuits.all(),
-        )
+            circuits = await conn.fetch(CIRCUITS)
+            depths = await conn.fetch(DLQ_DEPTH)
+        gauges = [
+            CircuitGauge(r["service"], CircuitState(r["state"]), r["failures"]) for r in circuits
+        ]
+        depth = {c.service: 0 for c in gauges} | {r["service"]: r["depth"] for r in depths}
+        return GaugeReading(dlq_depth=depth, circuits=gauges)

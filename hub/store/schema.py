@@ -4,6 +4,8 @@ from importlib import resources
 
 import asyncpg
 
+from hub.store.delivery_log import ensure_partitions
+
 # Any fixed number works; it only has to be the same for every process that migrates.
 _MIGRATION_LOCK = 0x4855_4201
 
@@ -19,20 +21,26 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations; safe when several processes start at once."""
+async def migrate(dsn: str, *, until: int | None = None) -> list[str]:
+    """Apply pending migrations (up to version ``until``, for tests of a migration); safe
+    when several processes start at once. Then make the delivery log's partitions for the
+    days ahead, so every start-up (worker, ``hub migrate``, ``hub dev``) leaves a week
+    of them."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
-            return await _apply_pending(conn)
+            done = await _apply_pending(conn, until)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        if until is None:
+            await ensure_partitions(conn)
+        return done
     finally:
         await conn.close()
 
 
-async def _apply_pending(conn: asyncpg.Connection) -> list[str]:
+async def _apply_pending(conn: asyncpg.Connection, until: int | None = None) -> list[str]:
     await conn.execute(
         """CREATE TABLE IF NOT EXISTS schema_migrations (
                version integer PRIMARY KEY,
@@ -42,7 +50,7 @@ async def _apply_pending(conn: asyncpg.Connection) -> list[str]:
     applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
     done = []
     for version, name, sql in migration_files():
-        if version in applied:
+        if version in applied or (until is not None and version > until):
             continue
         async with conn.transaction():
             await conn.execute(sql)

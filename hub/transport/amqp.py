@@ -27,14 +27,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
+from opentelemetry.trace import SpanKind
 from yarl import URL
 
 from hub.core.egress import EgressRefused
 from hub.core.models import Delivery, Service, mask_url
 from hub.core.signing import signature_headers
+from hub.core.tracing import active_tracer, inject, span
 from hub.secrets import Credentials
 from hub.transport.base import Sent, Unsendable
 from hub.transport.egress import EgressGuard, GuardedRobustConnection, GuardedTcp
+from hub.transport.spans import amqp_attributes, record
 
 HUB_PARAMS = ("exchange", "routing_key", "queue_declare")
 # Failures of the broker or the link to it: the breaker counts them. aio-pika and aiormq
@@ -294,6 +297,23 @@ class AmqpCall:
         return self.broker.describe(self.routing_key)
 
     async def send(self) -> Sent:
+        """Publish, in a PRODUCER span (while tracing is on) whose context goes with the
+        message as its ``traceparent``/``tracestate`` headers."""
+        if active_tracer() is None:
+            return await self._send()
+        exchange = self.broker.exchange or "amq.default"
+        attributes = amqp_attributes(
+            self.message, self.broker.exchange, self.routing_key, self.broker.connection_url
+        )
+        with span(f"publish {exchange}", kind=SpanKind.PRODUCER, attributes=attributes) as current:
+            carrier: dict[str, str] = {}
+            inject(carrier)
+            self.message.headers.update(carrier)
+            sent = await self._send()
+            record(current, sent)
+            return sent
+
+    async def _send(self) -> Sent:
         timeout = self.service.timeout
         try:
             async with asyncio.timeout(timeout):

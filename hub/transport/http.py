@@ -16,13 +16,16 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from opentelemetry.trace import SpanKind
 
 from hub import __version__
 from hub.core.egress import EgressRefused
 from hub.core.models import EXCERPT_CHARS, AuthType, Delivery, HttpMethod, Service, mask_url
 from hub.core.signing import signature_headers
+from hub.core.tracing import active_tracer, inject, span
 from hub.secrets import Credentials
 from hub.transport.base import Sent
+from hub.transport.spans import http_attributes, record
 
 RETRYABLE_STATUS = frozenset({408, 429})
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -147,6 +150,20 @@ class HttpCall:
         return mask_url(str(self.request.url))
 
     async def send(self) -> Sent:
+        """Send, in a CLIENT span (while tracing is on) whose context goes with the request
+        as ``traceparent``/``tracestate``: the receiver can continue the trace."""
+        request = self.request
+        if active_tracer() is None:
+            return await self._send()
+        with span(
+            request.method, kind=SpanKind.CLIENT, attributes=http_attributes(request)
+        ) as current:
+            inject(request.headers)
+            sent = await self._send()
+            record(current, sent)
+            return sent
+
+    async def _send(self) -> Sent:
         request = self.request
         try:
             async with asyncio.timeout(self.timeout):

@@ -7,36 +7,26 @@ the same Idempotency-Key with a higher X-Hub-Attempt (never two sends with one n
 """
 
 import asyncio
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
 from hub.client import HubClient
 from hub.core.models import DispatchResult
 from hub.engine.schedules import ensure_schedules
-from tests.cli_runner import hub_env
+from tests.cli_runner import hub_env, spawn_worker
 from tests.faults.servers import eventually
 from tests.sink import Reply
 from workflows.dispatch import DispatchEventWorkflow
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 EVENTS = 60
 
 
 @asynccontextmanager
 async def worker_process(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "worker.py",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await spawn_worker(env)
     try:
         yield process
     finally:

@@ -12,10 +12,11 @@ from hub.core.models import EmitResult
 router = APIRouter(tags=["ingest"])
 
 
-def accepted(result: EmitResult, response: Response, state: ApiState) -> EmitOut:
-    """202 for a started workflow, 200 for a duplicate or no match; counted for /metrics.
-
-    Shared with the webhook route, whose events are counted the same way.
+def accepted(
+    result: EmitResult, response: Response, state: ApiState, *, source: str = "api"
+) -> EmitOut:
+    """202 for a started workflow, 200 for a duplicate or no match; counted for /metrics
+    (hub_events_received_total) by ``source``: ``api``, or ``webhook`` for the webhook route.
     """
     outcome: EmitOutcome
     if not result.matched:
@@ -24,7 +25,7 @@ def accepted(result: EmitResult, response: Response, state: ApiState) -> EmitOut
         outcome, detail = "duplicate", "this event id was already submitted: nothing new started"
     else:
         outcome, detail = "started", "started"
-    state.received[outcome] += 1
+    state.metrics.received(source, outcome)
     response.status_code = 202 if outcome == "started" else 200
     return EmitOut(**result.model_dump(exclude={"result"}), detail=detail)
 

@@ -1,18 +1,22 @@
 """``/healthz`` (no auth: probes carry no token) and ``/metrics`` (the API token, which
-Prometheus sends as ``authorization: {credentials: ...}``, unless HUB_METRICS_PUBLIC=1)."""
+Prometheus sends as ``authorization: {credentials: ...}``, unless HUB_METRICS_PUBLIC=1).
+
+``/metrics`` is this process's registry (events received; under ``hub dev`` the worker's
+counters too), the gauges read from the database with indexed queries, and the metrics of the
+Temporal runtime its client runs on.
+"""
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import PlainTextResponse
 
 from hub.api.deps import ApiState, StateDep, require_metrics_access
-from hub.api.metrics import LATENCY_BUCKETS_MS, PROMETHEUS_CONTENT_TYPE, render_metrics
 from hub.api.schemas import Health, problems
+from hub.runtime.metrics import CONTENT_TYPE
+from hub.runtime.telemetry import runtime_metrics_url
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +67,15 @@ async def _answers(name: str, check: Callable[[], Awaitable[object]]) -> bool:
 
 @router.get(
     "/metrics",
-    response_class=PlainTextResponse,
+    response_class=Response,
     dependencies=[Depends(require_metrics_access)],
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
         **problems(401),
     },
 )
-async def metrics(state: StateDep) -> PlainTextResponse:
-    """Prometheus text exposition: ingest counters, delivery log, DLQ and circuits."""
-    data = await state.store.metrics.read([*LATENCY_BUCKETS_MS, math.inf])
-    return PlainTextResponse(
-        render_metrics(data, state.received), media_type=PROMETHEUS_CONTENT_TYPE
-    )
+async def metrics(state: StateDep) -> Response:
+    """Prometheus text exposition (0.0.4): this process's counters, DLQ depth and circuits
+    (hub_store_up 0 while the database does not answer), and Temporal's runtime metrics."""
+    body = await state.metrics.scrape(state.store, runtime_metrics_url(state.temporal))
+    return Response(body, media_type=CONTENT_TYPE)

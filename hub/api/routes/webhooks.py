@@ -92,7 +92,7 @@ async def post_webhook(
         await state.store.log.add(failed)
         raise
     await state.store.log.add(entry)
-    return accepted(result, response, state)
+    return accepted(result, response, state, source="webhook")
 
 
 async def _verified(store: Store, name: str, request: Request) -> tuple[Service, str] | None:

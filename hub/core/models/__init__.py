@@ -6,6 +6,7 @@ One module per concept; every name is re-exported here, so callers import from
 
 from hub.core.models.circuit import (
     Circuit,
+    CircuitOutcome,
     CircuitReading,
     CircuitState,
 )
@@ -48,6 +49,8 @@ from hub.core.models.log import (
     LogEntryIn,
     LogStatus,
     PruneInput,
+    PruneResult,
+    retention_days,
 )
 from hub.core.models.response import (
     ConsumeInput,
@@ -85,6 +88,7 @@ __all__ = [
     "AttemptResult",
     "AuthType",
     "Circuit",
+    "CircuitOutcome",
     "CircuitReading",
     "CircuitState",
     "ConsumeInput",
@@ -113,6 +117,7 @@ __all__ = [
     "Method",
     "Outcome",
     "PruneInput",
+    "PruneResult",
     "ReplayCounts",
     "ReplayInput",
     "ReplayOutcome",
@@ -135,5 +140,6 @@ __all__ = [
     "check_json_value",
     "delivery_id",
     "mask_url",
+    "retention_days",
     "summarize",
 ]

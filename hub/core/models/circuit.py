@@ -24,6 +24,13 @@ class CircuitReading(BaseModel):
     probe: bool = False
 
 
+class CircuitOutcome(CircuitReading):
+    """A circuit after an attempt's outcome was recorded; ``changed`` if that statement
+    updated the row (rather than finding it in a state the outcome does not touch)."""
+
+    changed: bool = False
+
+
 class Circuit(CircuitReading):
     """A service's circuit, for listings."""
 

@@ -1,5 +1,6 @@
 """Deliveries: one event to one service through one rule, and how each one ended."""
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Self
 
@@ -51,6 +52,9 @@ class Delivery(BaseModel):
     first_attempt: int = Field(default=1, ge=1)
     """The lowest attempt number the next attempt may carry; the log may raise it (an attempt
     cut off by a crash counts, see workflows.delivery)."""
+    workflow_started: datetime | None = None
+    """When the sending workflow started (it sets this on each attempt): no log row of the
+    delivery in that workflow is older, so its lookups read only the newer partitions."""
 
 
 class DeliveryPlan(BaseModel):

@@ -63,3 +63,28 @@ class PruneInput(BaseModel):
     """Input of one delivery-log pruning run (the schedule passes the retention setting)."""
 
     retention_days: int = Field(ge=1)
+
+
+class PruneResult(BaseModel):
+    """What one upkeep run of the delivery log did: the prune workflow's result."""
+
+    made: list[str] = []
+    """Day partitions made (ahead of time, or for rows waiting in the default partition)."""
+    dropped: list[str] = []
+    """Day partitions dropped: every row in them was past the retention."""
+    busy: list[str] = []
+    """Partitions to make or drop that stayed locked too long: the next run does them."""
+    claims_removed: int = 0
+
+
+_RETENTION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+RETENTION_HELP = "a number of days, or a duration such as 30d or 720h"
+
+
+def retention_days(value: str | int) -> int:
+    """HUB_LOG_RETENTION as whole days: ``30``, ``30d``, ``720h`` (rounded up to days)."""
+    text = str(value).strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _RETENTION_UNITS else (text, "d")
+    if not number.isdigit() or int(number) == 0:
+        raise ValueError(f"HUB_LOG_RETENTION must be {RETENTION_HELP}, not {str(value)!r}")
+    return -(-int(number) * _RETENTION_UNITS[unit] // 86400)
