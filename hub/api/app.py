@@ -82,6 +82,7 @@ def create_app(
     app.state.api_token = token
     app.state.metrics_public = settings.metrics_public
     app.state.metrics = metrics or HubMetrics()
+    app.state.metrics.expect_events()
     app.state.codec = HubCodec.from_settings(settings)
     app.state.codec_origins = parse_origins(settings.codec_cors_origins)
     app.add_middleware(
