@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "hub"
     api_token: SecretStr | None = None
+    viewer_token: SecretStr | None = None
+    """HUB_VIEWER_TOKEN: read-only access to the API's GET routes and to the console."""
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    """HUB_TEMPORAL_UI_URL: where the console links to the Temporal Web UI."""
     metrics_public: bool = False
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Where the worker serves GET /metrics (0: not at all)."""

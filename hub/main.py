@@ -1,7 +1,7 @@
 """The ``hub`` console script: ``hub.cli``'s commands plus ``api`` and ``dev``.
 
-Those two start the HTTP API, another face of the hub; ``hub.cli`` may not import it, so they
-are added here, the one module above both faces.
+Those two start the HTTP API and the console, other faces of the hub; ``hub.cli`` may not
+import them, so they are added here, the one module above the faces.
 """
 
 from typing import Annotated
@@ -66,13 +66,22 @@ def api_command(
         bool, typer.Option("--insecure-no-auth", help="Serve without HUB_API_TOKEN (dev only).")
     ] = False,
 ) -> None:
-    """Serve the HTTP API (ingest, webhooks, admin; OpenAPI at /openapi.json)."""
+    """Serve the HTTP API (ingest, webhooks, admin; OpenAPI at /openapi.json) and the
+    console at /ui."""
     from hub.api import serve
+    from hub.console import mount_console
 
     configure_logging()
     setup_tracing(API_SERVICE)
+    settings = cli_state(ctx).settings
     with reported(RuntimeError, ValidationError, OSError, asyncpg.PostgresError, RPCError):
-        serve(cli_state(ctx).settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
+        serve(
+            settings,
+            host=host,
+            port=port,
+            insecure_no_auth=insecure_no_auth,
+            extend=lambda api: mount_console(api, settings),
+        )
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("workflows",),
     ("hub.engine",),
     ("hub.client",),
-    ("hub.api", "hub.cli"),
+    ("hub.api", "hub.cli", "hub.console"),
     ("hub.dev",),
     ("hub.main", "worker"),
 ]

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from hub import __version__
-from hub.api.deps import ApiState, require_api_token
+from hub.api.deps import require_api_token
 from hub.api.errors import EXCEPTION_HANDLERS
 from hub.api.middleware import (
     CODEC_MAX_BODY_BYTES,
@@ -32,6 +32,7 @@ from hub.api.tracing import RequestSpans
 from hub.config import Settings
 from hub.engine.client import HubClient
 from hub.engine.replay import Replayer
+from hub.engine.state import HubState
 from hub.runtime.codec import HubCodec
 from hub.runtime.connections import connect_temporal, database_url
 from hub.runtime.metrics import HubMetrics
@@ -65,11 +66,15 @@ def create_app(
     token = _api_token(settings)
     if token is None and not insecure_no_auth:
         raise RuntimeError("HUB_API_TOKEN is not set: set it, or start with --insecure-no-auth")
-    if token is not None and len(token.get_secret_value()) < MIN_TOKEN_CHARS:
-        raise RuntimeError(
-            f"HUB_API_TOKEN is too short: use at least {MIN_TOKEN_CHARS} characters, e.g. "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
+    viewer = _token(settings.viewer_token)
+    for name, value in (("HUB_API_TOKEN", token), ("HUB_VIEWER_TOKEN", viewer)):
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise RuntimeError(
+                f"{name} is too short: use at least {MIN_TOKEN_CHARS} characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+    if viewer is not None and token is not None and viewer == token:
+        raise RuntimeError("HUB_VIEWER_TOKEN must differ from HUB_API_TOKEN")
     app = FastAPI(
         title="temporal-hub",
         version=__version__,
@@ -80,6 +85,7 @@ def create_app(
         lifespan=_lifespan(settings, store, temporal),
     )
     app.state.api_token = token
+    app.state.viewer_token = viewer if token is not None else None
     app.state.metrics_public = settings.metrics_public
     app.state.metrics = metrics or HubMetrics()
     app.state.metrics.expect_events()
@@ -105,13 +111,17 @@ def create_app(
 
 def _api_token(settings: Settings) -> SecretStr | None:
     """The configured API token; an empty one counts as unset."""
-    token = settings.api_token
+    return _token(settings.api_token)
+
+
+def _token(token: SecretStr | None) -> SecretStr | None:
+    """A configured token; an empty one counts as unset."""
     return token if token and token.get_secret_value() else None
 
 
 def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) -> Lifespan:
     """The lifespan: opens a store and a Temporal client unless handed in, then the shared
-    ``ApiState`` (``app.state.api``); on shutdown it closes only what it opened.
+    ``HubState`` (``app.state.api``); on shutdown it closes only what it opened.
 
     Neither waits for its server: the pool has no connection to open at start, and the
     Temporal client is lazy, so the API serves (503s) while either is down.
@@ -132,15 +142,25 @@ def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) 
                 HubClient.connect(settings, temporal=client, store=own_store)
             )
             replayer = Replayer(client, own_store, settings.task_queue)
-            app.state.api = ApiState(own_store, client, hub, replayer, app.state.metrics)
+            app.state.api = HubState(own_store, client, hub, replayer, app.state.metrics)
             yield
 
     return lifespan
 
 
-def serve(settings: Settings, *, host: str, port: int, insecure_no_auth: bool = False) -> None:
-    """Run the API with uvicorn until interrupted (raises before listening if unsafe)."""
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    insecure_no_auth: bool = False,
+    extend: Callable[[FastAPI], None] | None = None,
+) -> None:
+    """Run the API with uvicorn until interrupted (raises before listening if unsafe);
+    ``extend`` adds to the app first (``hub api`` mounts the console with it)."""
     app = create_app(settings, insecure_no_auth=insecure_no_auth)
+    if extend is not None:
+        extend(app)
     if app.state.api_token is None:
         log.warning("the API runs WITHOUT authentication (--insecure-no-auth)")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -2,48 +2,33 @@
 
 Every route except ``/healthz``, the OpenAPI schema and its docs pages, and
 ``/webhooks/{service}`` needs ``Authorization: Bearer $HUB_API_TOKEN``; so does ``/metrics``
-unless ``HUB_METRICS_PUBLIC`` says otherwise.
+unless ``HUB_METRICS_PUBLIC`` says otherwise. ``HUB_VIEWER_TOKEN``, when set, reads: it is
+accepted for GET and HEAD, and refused with 403 for anything that changes state.
 """
 
-from dataclasses import dataclass, field
 from secrets import compare_digest
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
-from temporalio.client import Client
 
-from hub.engine.client import HubClient
-from hub.engine.replay import Replayer
-from hub.runtime.metrics import HubMetrics
+from hub.engine.state import HubState
 from hub.store import Store
 
 
-@dataclass
-class ApiState:
-    """The connections the routes share, opened by the lifespan (or handed in by tests)."""
-
-    store: Store
-    temporal: Client
-    hub: HubClient
-    replayer: Replayer
-    metrics: HubMetrics = field(default_factory=HubMetrics)
-    """This process's metrics (``hub dev`` shares its worker's), served by /metrics."""
-
-
-def get_state(request: Request) -> ApiState:
+def get_state(request: Request) -> HubState:
     """The app's shared state (``app.state.api`` is set by the lifespan)."""
-    state: ApiState = request.app.state.api
+    state: HubState = request.app.state.api
     return state
 
 
-def get_store(state: Annotated[ApiState, Depends(get_state)]) -> Store:
+def get_store(state: Annotated[HubState, Depends(get_state)]) -> Store:
     """The store alone, for routes that need nothing else."""
     return state.store
 
 
-StateDep = Annotated[ApiState, Depends(get_state)]
+StateDep = Annotated[HubState, Depends(get_state)]
 StoreDep = Annotated[Store, Depends(get_store)]
 
 api_bearer = HTTPBearer(auto_error=False, description="The API token (HUB_API_TOKEN).")
@@ -63,20 +48,32 @@ def same_secret(given: str, expected: str) -> bool:
     return compare_digest(given.encode(), expected.encode())
 
 
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+"""What the viewer token (HUB_VIEWER_TOKEN) may do."""
+
+
 async def require_api_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
 ) -> None:
-    """401 unless the request carries the API token (no check when started without one)."""
+    """401 unless the request carries the API token, or the viewer token on a GET or HEAD (403
+    on anything else); no check when started without a token."""
     expected: SecretStr | None = request.app.state.api_token
     if expected is None:
         return
-    if credentials is None or not same_secret(credentials.credentials, expected.get_secret_value()):
-        raise HTTPException(
-            401,
-            "missing or wrong API token: send Authorization: Bearer <HUB_API_TOKEN>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    given = credentials.credentials if credentials is not None else None
+    if given is not None and same_secret(given, expected.get_secret_value()):
+        return
+    viewer: SecretStr | None = getattr(request.app.state, "viewer_token", None)
+    if given is not None and viewer is not None and same_secret(given, viewer.get_secret_value()):
+        if request.method in READ_ONLY_METHODS:
+            return
+        raise HTTPException(403, "the viewer token is read-only")
+    raise HTTPException(
+        401,
+        "missing or wrong API token: send Authorization: Bearer <HUB_API_TOKEN>",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 async def require_metrics_access(
@@ -89,6 +86,6 @@ async def require_metrics_access(
         await require_api_token(request, credentials)
 
 
-async def sync_index(state: ApiState) -> None:
+async def sync_index(state: HubState) -> None:
     """Let this process's rule index see a change it just made (the NOTIFY may lag)."""
     await state.hub.index.refresh(min_version=await state.store.rules.config_version())

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from hub.api import create_app
 from hub.config import Settings
+from hub.console import mount_console
 from hub.dev.background import serve_in_background, stop_server
 from hub.dev.demo import start_demo
 from hub.dev.lock import holding_data_dir
@@ -76,6 +77,8 @@ def run_dev(
             if settings.temporal_address is None:
                 temporal = start_temporal(data_dir, host, ports, say)
                 updates["temporal_address"] = temporal.address
+                if "temporal_ui_url" not in settings.model_fields_set:
+                    updates["temporal_ui_url"] = f"http://{host}:{ports.ui}"
                 # The UI, in a browser, calls the API's codec endpoint to show payloads.
                 ui_origin = f"http://{host}:{ports.ui}"
                 updates["codec_cors_origins"] = f"{settings.codec_cors_origins} {ui_origin}".strip()
@@ -157,6 +160,7 @@ async def _serve_dev(
     metrics = HubMetrics()  # one registry: the API's /metrics shows the worker's counters too
     async with running_worker(settings, metrics=metrics), contextlib.AsyncExitStack() as stack:
         app = create_app(settings, metrics=metrics)
+        mount_console(app, settings)
         server, task = await serve_in_background(app, host, ports.api)
         stack.push_async_callback(stop_server, server, task)
         if demo:
@@ -169,6 +173,7 @@ async def _serve_dev(
                     "",
                     "hub is running (Ctrl+C stops everything):",
                     *ui,
+                    f"  Console      {api}/ui   (sign in with the API token)",
                     f"  API          {api}   (docs: {api}/docs)",
                     f"  Metrics      {api}/metrics   (worker, API, Temporal; token)",
                     f"  API token    {settings.api_token.get_secret_value()}",

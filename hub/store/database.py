@@ -10,6 +10,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from hub.core.egress import EgressPolicy
 from hub.secrets import SecretBox
+from hub.store.activity import ActivityStore
 from hub.store.circuits import CircuitStore
 from hub.store.claims import ClaimStore
 from hub.store.dead_letters import DeadLetterStore
@@ -31,7 +32,7 @@ CONNECT_TIMEOUT = 5.0
 
 class Store:
     """Typed queries over one pool: ``store.services``, ``.rules``, ``.log``, ``.dlq``,
-    ``.circuits``, ``.metrics``, ``.sealed``, ``.claims``.
+    ``.circuits``, ``.metrics``, ``.sealed``, ``.claims``, ``.activity`` (the console's overview).
 
     With an ``egress`` policy, a service URL whose host is a literal address the egress guard
     refuses is refused on create and update (without one, only delivery checks it).
@@ -56,6 +57,7 @@ class Store:
         self.metrics = MetricsStore(pool)
         self.sealed = SealedStore(pool, self.box)
         self.claims = ClaimStore(pool)
+        self.activity = ActivityStore(pool)
 
     @classmethod
     @asynccontextmanager

@@ -74,23 +74,35 @@ class DeadLetterStore:
         event: str | None = None,
         include_resolved: bool = False,
         limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[DlqEntry]:
-        """Newest first; unresolved only unless asked."""
+        """Newest first; unresolved only unless asked; optionally bounded by creation time."""
         rows = await self._pool.fetch(
             """SELECT * FROM dlq
                WHERE ($1::text IS NULL OR service = $1)
                  AND ($2::text IS NULL OR event_name = $2 OR event_id = $2)
                  AND ($3 OR resolved_at IS NULL)
+                 AND ($5::timestamptz IS NULL OR created_at >= $5)
+                 AND ($6::timestamptz IS NULL OR created_at < $6)
                ORDER BY id DESC LIMIT $4""",
             service,
             event,
             include_resolved,
             limit,
+            created_after,
+            created_before,
         )
         return [_dlq_entry(r) for r in rows]
 
     async def ids(
-        self, *, service: str | None = None, event: str | None = None, limit: int = 100_000
+        self,
+        *,
+        service: str | None = None,
+        event: str | None = None,
+        limit: int = 100_000,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[int]:
         """Unresolved rows matching a filter, oldest first (the order a replay should go)."""
         rows = await self._pool.fetch(
@@ -98,10 +110,14 @@ class DeadLetterStore:
                WHERE resolved_at IS NULL
                  AND ($1::text IS NULL OR service = $1)
                  AND ($2::text IS NULL OR event_name = $2 OR event_id = $2)
+                 AND ($4::timestamptz IS NULL OR created_at >= $4)
+                 AND ($5::timestamptz IS NULL OR created_at < $5)
                ORDER BY id LIMIT $3""",
             service,
             event,
             limit,
+            created_after,
+            created_before,
         )
         return [r["id"] for r in rows]
 

@@ -4,16 +4,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Response
 
-from hub.api.deps import ApiState, StateDep
+from hub.api.deps import StateDep
 from hub.api.examples import EXAMPLES
 from hub.api.schemas import EmitOut, EmitOutcome, EventIn, emit_responses
 from hub.core.models import EmitResult
+from hub.engine.state import HubState
 
 router = APIRouter(tags=["ingest"])
 
 
 def accepted(
-    result: EmitResult, response: Response, state: ApiState, *, source: str = "api"
+    result: EmitResult, response: Response, state: HubState, *, source: str = "api"
 ) -> EmitOut:
     """202 for a started workflow, 200 for a duplicate or no match; counted for /metrics
     (hub_events_received_total) by ``source``: ``api``, or ``webhook`` for the webhook route.

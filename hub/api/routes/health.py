@@ -13,8 +13,9 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Response
 
-from hub.api.deps import ApiState, StateDep, require_metrics_access
+from hub.api.deps import StateDep, require_metrics_access
 from hub.api.schemas import Health, problems
+from hub.engine.state import HubState
 from hub.runtime.metrics import CONTENT_TYPE
 from hub.runtime.telemetry import runtime_metrics_url
 
@@ -48,7 +49,7 @@ async def healthz(state: StateDep, response: Response) -> Health:
     )
 
 
-async def _database_ready(state: ApiState) -> bool:
+async def _database_ready(state: HubState) -> bool:
     """The database answers, and the rule index hears it (it reconnects in the background)."""
     await state.store.ping()
     return state.hub.index.available

@@ -1,0 +1,1 @@
+"""One module per console page, each with its ``router`` (included by ``hub.console.app``)."""
