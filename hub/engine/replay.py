@@ -1,6 +1,7 @@
 """Replaying the dead-letter queue: one new workflow per replay, bulk replays bounded."""
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 
 from temporalio.client import Client, WorkflowHandle
@@ -46,17 +47,22 @@ class Replayer:
         dlq_ids: Iterable[int],
         *,
         wait: bool = True,
+        wait_seconds: float | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         progress: Callable[[int, ReplayOutcome | None], None] | None = None,
     ) -> ReplayCounts:
         """Replay rows with at most ``concurrency`` replays (or starts) in flight.
 
-        ``progress(dlq_id, outcome)`` is called after each row (outcome None when not waiting
-        or skipped). Rows that are resolved or gone meanwhile are skipped, not errors.
+        With ``wait``, each replay's outcome is counted; ``wait_seconds`` bounds that wait
+        for the whole call, and a replay not ended by then is counted as started only.
+        ``progress(dlq_id, outcome)`` is called after each row (outcome None when not waiting,
+        skipped or still running). Rows that are resolved or gone meanwhile are skipped.
         """
         ids = list(dlq_ids)
         counts = ReplayCounts(requested=len(ids))
         gate = asyncio.Semaphore(concurrency)
+        loop = asyncio.get_running_loop()
+        deadline = None if wait_seconds is None else loop.time() + wait_seconds
 
         async def one(dlq_id: int) -> None:
             async with gate:
@@ -68,7 +74,12 @@ class Replayer:
                         progress(dlq_id, None)
                     return
                 counts.started += 1
-                outcome = await handle.result() if wait else None
+                outcome = None
+                if wait:
+                    # Not ended by the deadline: counted as started only (still running).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(deadline):
+                            outcome = await handle.result()
             if outcome is not None:
                 if outcome.delivered:
                     counts.delivered += 1

@@ -1,12 +1,11 @@
 """DLQ: filter dead-lettered deliveries, read their payload and error, replay one row, the
 selected rows or everything matching the filter, and delete a row after a confirmation.
 
-A replay starts one workflow per row (``Replayer.start``, as the API does), then waits a
+A replay starts one workflow per row (``Replayer.replay_many``, as the API does), then waits a
 bounded time (REPLAY_WAIT_SECONDS, only for at most WAIT_AT_MOST replays) for them to end:
 the page reports requested / started / delivered / failed / skipped and still running.
 """
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -15,17 +14,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, StringConstraints, ValidationError
 from starlette.datastructures import FormData
-from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from hub.console.auth import SessionDep, WriterDep
 from hub.console.forms import field_errors, form_dict
 from hub.console.rendering import PREFIX, render
 from hub.console.session import Session
-from hub.core.models import DlqEntry, ReplayOutcome, ServiceName
-from hub.engine.replay import DEFAULT_CONCURRENCY
+from hub.core.models import DlqEntry, ServiceName
 from hub.engine.state import HubState
-from hub.store import ConflictError, NotFoundError
+from hub.store import NotFoundError
 
 router = APIRouter()
 
@@ -144,41 +141,19 @@ async def dlq(request: Request, session: SessionDep) -> HTMLResponse:
 
 
 async def replay_rows(request: Request, ids: list[int]) -> ReplayReport:
-    """Start a replay of each row (at most DEFAULT_CONCURRENCY starts at once), then wait
-    up to REPLAY_WAIT_SECONDS for them (when there are at most WAIT_AT_MOST)."""
-    replayer = _state(request).replayer
-    report = ReplayReport(requested=len(ids))
-    handles: list[WorkflowHandle[Any, ReplayOutcome]] = []
-    gate = asyncio.Semaphore(DEFAULT_CONCURRENCY)
-
-    async def start(dlq_id: int) -> None:
-        async with gate:
-            try:
-                handles.append(await replayer.start(dlq_id))
-            except (NotFoundError, ConflictError):
-                report.skipped += 1
-            except RPCError as err:
-                report.error = f"Temporal refused to start a replay: {err.message}"
-
-    await asyncio.gather(*(start(i) for i in ids))
-    report.started = len(handles)
-    if not handles:
-        return report
-    if len(handles) > WAIT_AT_MOST:
-        report.waited, report.running = False, len(handles)
-        return report
-    tasks = [asyncio.ensure_future(h.result()) for h in handles]
-    done, pending = await asyncio.wait(tasks, timeout=REPLAY_WAIT_SECONDS)
-    for task in pending:
-        task.cancel()
-    report.running = len(pending)
-    for task in done:
-        outcome = None if task.exception() else task.result()
-        if outcome is not None and outcome.delivered:
-            report.delivered += 1
-        else:
-            report.failed += 1
-    return report
+    """Replay the rows (``Replayer.replay_many``, as the API does); wait up to
+    REPLAY_WAIT_SECONDS for their outcomes when there are at most WAIT_AT_MOST."""
+    waited = len(ids) <= WAIT_AT_MOST
+    try:
+        counts = await _state(request).replayer.replay_many(
+            ids, wait=waited, wait_seconds=REPLAY_WAIT_SECONDS
+        )
+    except RPCError as err:
+        return ReplayReport(
+            requested=len(ids), error=f"Temporal refused to start a replay: {err.message}"
+        )
+    running = counts.started - counts.delivered - counts.failed
+    return ReplayReport(**counts.model_dump(), running=running, waited=waited)
 
 
 async def _form(request: Request) -> dict[str, Any]:
