@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from hub.core import templating
 from hub.core.claims import PAYLOAD_INLINE_MAX, PLAN_INLINE_BUDGET, claim_key
+from hub.core.control import lane_id, order_value
 from hub.core.models import (
     DeadLetter,
     Delivery,
@@ -123,6 +124,9 @@ class StoreActivities:
                     payload_ref=ref,
                     template_error=error,
                     retry=RetrySettings.of(service),
+                    priority=rule.priority,
+                    weight=service.weight,
+                    lane=_lane(rule.order_key, service.name, event),
                 )
             )
         return DeliveryPlan(config_version=self._index.version, deliveries=deliveries)
@@ -249,3 +253,10 @@ class StoreActivities:
                 ", ".join(result.busy),
             )
         return result
+
+
+def _lane(order_key: str | None, service: str, event: Event) -> str | None:
+    """The ordered lane of a delivery whose rule has an order key (hub.core.control)."""
+    if order_key is None:
+        return None
+    return lane_id(service, order_value(order_key, event.model_dump(mode="json")))

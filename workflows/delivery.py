@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from workflows.bookkeeping import bookkeeping
@@ -97,7 +97,20 @@ async def _attempt(delivery: Delivery, local: bool) -> AttemptResult:
             activity, delivery, start_to_close_timeout=timeout, retry_policy=LOCAL_HUB_RETRY
         )
     return await workflow.execute_activity_method(
-        activity, delivery, start_to_close_timeout=timeout, retry_policy=HUB_RETRY
+        activity,
+        delivery,
+        start_to_close_timeout=timeout,
+        retry_policy=HUB_RETRY,
+        priority=task_priority(delivery),
+    )
+
+
+def task_priority(delivery: Delivery) -> Priority:
+    """Queue the delivery's tasks by its rule's priority, fairly between services by weight."""
+    return Priority(
+        priority_key=delivery.priority,
+        fairness_key=delivery.service[:64],
+        fairness_weight=delivery.weight,
     )
 
 

@@ -12,7 +12,7 @@ from hub.store.signing_keys import active_keys
 
 _RULE_SELECT = """
     SELECT r.id, r.event, s.name AS service, r.method, r.endpoint, r.template, r.enabled,
-           r.created_at, r.updated_at
+           r.priority, r.order_key, r.created_at, r.updated_at
     FROM rules r JOIN services s ON s.id = r.service_id
 """
 
@@ -44,8 +44,9 @@ class RuleStore:
     async def create(self, rule: RuleIn) -> Rule:
         row = await self._pool.fetchrow(
             _returning_rule(
-                """INSERT INTO rules (event, service_id, method, endpoint, template, enabled)
-                   SELECT $1, s.id, $3, $4, $5, $6 FROM services s WHERE s.name = $2
+                """INSERT INTO rules (event, service_id, method, endpoint, template, enabled,
+                       priority, order_key)
+                   SELECT $1, s.id, $3, $4, $5, $6, $7, $8 FROM services s WHERE s.name = $2
                    RETURNING *""",
                 service="$2",
             ),
@@ -75,7 +76,8 @@ class RuleStore:
         row = await self._pool.fetchrow(
             _returning_rule(
                 """UPDATE rules r SET event = $2, service_id = s.id, method = $4, endpoint = $5,
-                       template = $6, enabled = $7, updated_at = now()
+                       template = $6, enabled = $7, priority = $8, order_key = $9,
+                       updated_at = now()
                    FROM services s WHERE r.id = $1 AND s.name = $3
                    RETURNING r.*""",
                 service="$3",
@@ -123,14 +125,24 @@ def _returning_rule(change: str, *, service: str) -> str:
     """A statement that changes one rule and returns it with its service's name (a param)."""
     return f"""WITH changed AS ({change})
                SELECT c.id, c.event, {service}::text AS service, c.method, c.endpoint,
-                      c.template, c.enabled, c.created_at, c.updated_at
+                      c.template, c.enabled, c.priority, c.order_key, c.created_at,
+                      c.updated_at
                FROM changed c"""
 
 
-def _values(rule: RuleIn) -> tuple[str, str, str, str, str, bool]:
+def _values(rule: RuleIn) -> tuple[str, str, str, str, str, bool, int, str | None]:
     """The rule's columns as parameters: event, service name, method, endpoint, template,
-    enabled."""
-    return rule.event, rule.service, rule.method.value, rule.endpoint, rule.template, rule.enabled
+    enabled, priority, order key."""
+    return (
+        rule.event,
+        rule.service,
+        rule.method.value,
+        rule.endpoint,
+        rule.template,
+        rule.enabled,
+        rule.priority,
+        rule.order_key,
+    )
 
 
 def _rule_of(row: asyncpg.Record | None, service: str) -> Rule:

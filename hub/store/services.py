@@ -42,8 +42,10 @@ class ServiceStore:
                 row = await conn.fetchrow(
                     """INSERT INTO services (name, type, base_url, secret_url, auth_type, token,
                            inbound_token, inbound_secret, timeout, max_attempts, backoff,
-                           cb_threshold, cb_cooldown, response_queue, enabled)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                           cb_threshold, cb_cooldown, response_queue, enabled, weight, rate,
+                           max_hold)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                           $16, $17, $18)
                        RETURNING *""",
                     service.name,
                     service.type.value,
@@ -58,6 +60,9 @@ class ServiceStore:
                     service.cb_cooldown,
                     service.response_queue,
                     service.enabled,
+                    service.weight,
+                    service.rate,
+                    service.max_hold,
                 )
                 assert row is not None  # INSERT … RETURNING returns the row or raises
                 issued = None
@@ -101,6 +106,22 @@ class ServiceStore:
                 raise NotFoundError(f"no service named {name!r}")
             issued = await self._sign(conn, row["id"], patch.sign) if "sign" in changes else None
             return await _with_keys(conn, row, issued)
+
+    async def set_paused(self, name: str, paused: bool) -> Service:
+        """Pause (hold every delivery) or resume a service; a no-op when it already is.
+
+        The configuration version moves with it, so every worker's index hears of it.
+        """
+        row = await self._pool.fetchrow(
+            """UPDATE services SET paused_at = CASE WHEN $2 THEN coalesce(paused_at, now()) END,
+                   updated_at = now()
+               WHERE name = $1 RETURNING *""",
+            name,
+            paused,
+        )
+        if row is None:
+            raise NotFoundError(f"no service named {name!r}")
+        return _service(row, await active_keys(self._pool, [row["id"]]))
 
     async def rotate_secret(self, name: str, grace: timedelta) -> Service:
         """A new signing key of the current one's scheme; the old ones sign for ``grace`` more.

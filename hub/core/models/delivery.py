@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field
 
+from hub.core.control import PRIORITY_DEFAULT
 from hub.core.models.event import Event
 from hub.core.models.log import LogEntryIn, LogStatus
 from hub.core.models.rule import HttpMethod
@@ -55,6 +56,13 @@ class Delivery(BaseModel):
     workflow_started: datetime | None = None
     """When the sending workflow started (it sets this on each attempt): no log row of the
     delivery in that workflow is older, so its lookups read only the newer partitions."""
+    priority: int = PRIORITY_DEFAULT
+    """The rule's priority key (1 first): its activities are queued with it."""
+    weight: float = 1.0
+    """The service's fairness weight: its activities' fairness key is the service."""
+    lane: str | None = None
+    """The ordered lane (a workflow id) this delivery waits its turn in, if its rule has an
+    order key."""
 
 
 class DeliveryPlan(BaseModel):
@@ -128,6 +136,9 @@ class Outcome(StrEnum):
     NO_MATCH = "no_match"
     PENDING = "pending"
     """Set when the workflow starts: still delivering (or waiting for the hub's database)."""
+    HELD = "held"
+    """A delivery waits without using attempts: its service is paused, its circuit is open,
+    its rate is spent, or its lane is busy (HubHeld says which)."""
 
 
 class DispatchInput(BaseModel):
@@ -138,6 +149,9 @@ class DispatchInput(BaseModel):
     data_ref: str | None = None
     """The claim-check key of the event's data when it is too large to ride in the history
     (then ``event.data`` is empty)."""
+    lanes: list[str] = Field(default_factory=list)
+    """The ordered lanes (workflow ids) the emitter queued this event in, in emission order;
+    the workflow takes its turn in each (workflows.lane)."""
 
 
 class DispatchResult(BaseModel):

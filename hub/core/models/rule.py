@@ -7,6 +7,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from hub.core import templating
+from hub.core.control import PRIORITY_DEFAULT, PRIORITY_HIGHEST, PRIORITY_LOWEST, OrderKey
 from hub.core.models.event import EventPattern, Text
 from hub.core.models.service import ServiceName
 
@@ -31,6 +32,18 @@ class RuleFields(BaseModel):
     endpoint: Text = Field(default="", max_length=2000)
     template: Text = Field(default="", max_length=65536)
     enabled: bool = True
+    priority: int = Field(
+        default=PRIORITY_DEFAULT,
+        ge=PRIORITY_HIGHEST,
+        le=PRIORITY_LOWEST,
+        description="1 (first) to 5 (last); a backlog is served in priority order.",
+    )
+    order_key: OrderKey | None = Field(
+        default=None,
+        description="A dotted path into the event (data.user_id): deliveries with the same "
+        "value reach the service in the order they were emitted. Events without it share "
+        "one lane.",
+    )
 
 
 class RuleIn(RuleFields):
@@ -58,6 +71,8 @@ class RulePatch(BaseModel):
     endpoint: Text | None = Field(default=None, max_length=2000)
     template: Text | None = Field(default=None, max_length=65536)
     enabled: bool | None = None
+    priority: int | None = Field(default=None, ge=PRIORITY_HIGHEST, le=PRIORITY_LOWEST)
+    order_key: OrderKey | None = Field(default=None, description="null removes ordering.")
 
 
 class Rule(RuleFields):

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from hub.core.control import DEFAULT_MAX_HOLD, Rate
 from hub.core.models.event import Text
 from hub.core.signing import SigningScheme, parse_hmac_secret, signing_scheme
 
@@ -103,6 +104,18 @@ class ServiceFields(BaseModel):
     cb_cooldown: float = Field(default=30.0, gt=0, le=86400)
     response_queue: Text | None = Field(default=None, max_length=255)
     enabled: bool = True
+    weight: float = Field(
+        default=1.0, gt=0, le=1000, description="Share of worker capacity under a backlog."
+    )
+    rate: Rate | None = Field(
+        default=None, description="At most this many deliveries, across workers: N/s or N/min."
+    )
+    max_hold: float = Field(
+        default=DEFAULT_MAX_HOLD,
+        gt=0,
+        le=30 * 86400,
+        description="Seconds a delivery may wait (paused, open circuit, rate) before the DLQ.",
+    )
 
 
 class ServiceIn(ServiceFields):
@@ -148,6 +161,9 @@ class ServicePatch(BaseModel):
     cb_cooldown: float | None = Field(default=None, gt=0, le=86400)
     response_queue: Text | None = Field(default=None, max_length=255)
     enabled: bool | None = None
+    weight: float | None = Field(default=None, gt=0, le=1000)
+    rate: Rate | None = Field(default=None, description="N/s or N/min; null removes the limit.")
+    max_hold: float | None = Field(default=None, gt=0, le=30 * 86400)
 
 
 class Service(ServiceFields):
@@ -167,5 +183,7 @@ class Service(ServiceFields):
     secret_url: SecretStr | None = None
     signing_keys: list[SigningKey] = Field(default_factory=list)
     issued_secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    paused_at: datetime | None = None
+    """Set while an operator holds the service's deliveries (``hub service pause``)."""
     created_at: datetime
     updated_at: datetime
