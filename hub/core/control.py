@@ -113,9 +113,18 @@ class HoldReason(StrEnum):
     """Waiting for its turn in an ordered lane."""
 
 
-def held_tags(service: str, reason: HoldReason) -> list[str]:
+def held_tags(service: str, reason: HoldReason, rule_id: int | None = None) -> list[str]:
     """The HubHeld search attribute values of a workflow holding a delivery to ``service``.
 
-    ``service`` counts every held delivery of the service, ``service:reason`` one kind.
+    ``service`` counts every held delivery of the service, ``service:reason`` one kind, and
+    ``rule:ID:lane`` a rule's deliveries waiting in their lanes.
     """
-    return [service, f"{service}:{reason.value}"]
+    tags = [service, f"{service}:{reason.value}"]
+    if rule_id is not None and reason is HoldReason.LANE:
+        tags.append(f"rule:{rule_id}:lane")
+    return tags
+
+
+WAKE_SIGNAL = "wake"
+"""The signal (its argument a service name) that ends a hold early: sent on resume, when a
+circuit closes, and on a manual circuit reset."""
