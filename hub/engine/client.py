@@ -13,6 +13,7 @@ from uuid import uuid4
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -29,6 +30,7 @@ from hub.core.visibility import HUB_EVENT_ID, HUB_EVENT_NAME, HUB_OUTCOME, HUB_S
 from hub.runtime.connections import connect_temporal, database_url
 from hub.runtime.rule_index import RuleIndex
 from hub.store import Store, StoreUnavailable
+from hub.store.rules import RuleTarget
 from workflows.dispatch import DispatchEventWorkflow
 
 
@@ -138,7 +140,7 @@ class HubClient:
         if not targets:
             return EmitResult(event_id=event.id, workflow_id=None, matched=False)
         services = sorted({t.service.name for t in targets})
-        handle, duplicate = await self._start(event, size, services)
+        handle, duplicate = await self._start(event, size, services, start_priority(targets))
         result: DispatchResult | None = await handle.result() if wait else None
         return EmitResult(
             event_id=event.id,
@@ -150,7 +152,7 @@ class HubClient:
         )
 
     async def _start(
-        self, event: Event, size: int, services: list[str]
+        self, event: Event, size: int, services: list[str], priority: Priority
     ) -> tuple[WorkflowHandle[Any, DispatchResult], bool]:
         """Start the event's workflow, or find the one a first submission started."""
         workflow_id = workflow_id_for(event.id)
@@ -162,6 +164,7 @@ class HubClient:
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                priority=priority,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(HUB_EVENT_NAME, event.name),
@@ -188,6 +191,17 @@ class HubClient:
             config_version=self.index.version,
             data_ref=ref,
         )
+
+
+def start_priority(targets: list[RuleTarget]) -> Priority:
+    """The event workflow's place in the task queue: its most urgent rule's priority, and
+    fairness between services (their names as the key, the largest weight)."""
+    names = sorted({t.service.name for t in targets})
+    return Priority(
+        priority_key=min(t.rule.priority for t in targets),
+        fairness_key="+".join(names).encode()[:64].decode(errors="ignore"),
+        fairness_weight=max(t.service.weight for t in targets),
+    )
 
 
 def _was_started(handle: WorkflowHandle[Any, Any]) -> bool:
