@@ -3,14 +3,17 @@ payload, ask the breaker, record the attempt as in flight, send, then write its 
 the breaker's verdict in the same statement) and raise an error the workflow reads.
 
 Two kinds of failure are kept apart:
-- the receiver's (an error answer, a timeout, an open circuit): a DeliveryError, which uses up
-  one of the delivery's attempts; the workflow decides on the next one;
+- the receiver's (an error answer, a timeout): a DeliveryError, which uses up one of the
+  delivery's attempts; the workflow decides on the next one;
 - the hub's own (its database is down): HubUnavailable, which Temporal retries with capped
   backoff, using up no attempt, since nothing was sent.
+
+And a delivery that must wait is held (a DeliveryHeld error, see ``held_error``): its service is
+paused, its circuit is open, a 429's Retry-After throttles the service, or its rate is
+spent. A hold sends nothing, logs nothing and uses no attempt; the workflow waits it out.
 """
 
 import asyncio
-import random
 import time
 from datetime import timedelta
 
@@ -18,8 +21,17 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.holds import (
+    DEFAULT_RELEASE_RATE,
+    BackgroundWaker,
+    Pacer,
+    Waker,
+    held_error,
+)
+from hub.core.control import HoldReason
 from hub.core.models import (
     AttemptResult,
+    CircuitState,
     Delivery,
     LogEntryIn,
     LogStatus,
@@ -27,7 +39,13 @@ from hub.core.models import (
     Service,
     attempt_log,
 )
-from hub.runtime.breaker import CIRCUIT_OPEN, CircuitBreaker, CircuitOpenError, Permit
+from hub.runtime.breaker import (
+    CIRCUIT_OPEN,
+    CircuitBreaker,
+    CircuitOpenError,
+    Permit,
+    ThrottledError,
+)
 from hub.runtime.metrics import HubMetrics, status_class
 from hub.runtime.rule_index import RuleIndex
 from hub.secrets import SecretBox, SecretKeyError
@@ -37,7 +55,8 @@ from hub.transport.base import Call, Sent, Transport
 RETRYABLE = "DeliveryRetryable"
 REJECTED = "DeliveryRejected"
 DELIVERY_ERRORS = (RETRYABLE, REJECTED, CIRCUIT_OPEN)
-"""The error types that use up an attempt; anything else is the hub's own failure."""
+"""The error types that use up an attempt; anything else is the hub's own failure (a
+CircuitOpen is only in histories from before open circuits held deliveries)."""
 HUB_UNAVAILABLE = "HubUnavailable"
 FINISH_RETRIES = (0.2, 0.5, 1.0, 0.0)
 """Pauses after each try of an attempt's final log write before the workflow is asked to."""
@@ -91,11 +110,6 @@ def hub_unavailable(delivery: Delivery, err: BaseException) -> ApplicationError:
     )
 
 
-def jittered(seconds: float) -> timedelta:
-    """Spread retries of many refused calls so they do not return in one burst."""
-    return timedelta(seconds=seconds * random.uniform(1.0, 1.1) + random.uniform(0.0, 0.25))
-
-
 class DeliveryAttempt:
     """service -> payload -> breaker -> in-flight row -> send -> outcome; one per worker.
 
@@ -109,17 +123,30 @@ class DeliveryAttempt:
         breaker: CircuitBreaker,
         box: SecretBox,
         metrics: HubMetrics,
+        *,
+        wake: Waker | None = None,
+        release_rate: float = DEFAULT_RELEASE_RATE,
     ) -> None:
         self._store = store
         self._index = index
         self._breaker = breaker
         self._box = box
         self._metrics = metrics
+        self._pacer = Pacer(store, metrics, release_rate)
+        self._waker = BackgroundWaker(wake)
 
-    async def run(self, delivery: Delivery, transport: Transport) -> AttemptResult:
+    async def run(
+        self,
+        delivery: Delivery,
+        transport: Transport,
+        held: HoldReason | None = None,
+        slot_at: float | None = None,
+    ) -> AttemptResult:
         """Make one attempt and log it; raise a DeliveryError, or HubUnavailable if the
         hub's database failed before anything was sent (or, if it refused a value, a
-        non-retryable error of the hub's)."""
+        non-retryable error of the hub's), or DeliveryHeld if it must wait (``held``: the
+        hold the workflow is in, so that a repeat is not counted again and a release is
+        paced; ``slot_at``: the rate slot a rate hold kept)."""
         log = attempt_log(
             delivery,
             workflow_id=activity.info().workflow_id or "",
@@ -130,7 +157,7 @@ class DeliveryAttempt:
             # A busy or recovering database must not hold the attempt past its activity's
             # timeout (Temporal would start another while this one might still send).
             async with asyncio.timeout(HUB_BUDGET):
-                service, delivery, permit = await self._ready(delivery, log)
+                service, delivery, permit = await self._ready(delivery, log, held, slot_at)
                 log.status = LogStatus.SENDING
                 log_id, log.attempt = await self._store.log.begin(
                     log, workflow_started=delivery.workflow_started
@@ -164,29 +191,42 @@ class DeliveryAttempt:
     def _count(self, delivery: Delivery, status: str, seconds: float | None = None) -> None:
         self._metrics.attempt(delivery.service, delivery.service_type.value, status, seconds)
 
-    async def _ready(self, delivery: Delivery, log: LogEntryIn) -> tuple[Service, Delivery, Permit]:
-        """The service, the delivery with its payload, and the breaker's leave to call."""
+    async def _ready(
+        self, delivery: Delivery, log: LogEntryIn, held: HoldReason | None, slot_at: float | None
+    ) -> tuple[Service, Delivery, Permit]:
+        """The service, the delivery with its payload, and the breaker's leave to call; or
+        a hold: paused, circuit open, throttled, rate spent (checked in that order)."""
         service = await self._index.service(delivery.service_id)
         if service is None:
             message = f"service {delivery.service!r} is disabled or was deleted"
             raise await self._refuse(delivery, log, message, "unsendable", retryable=False)
+        # The index hears of a pause within a NOTIFY; a resume is confirmed at the source,
+        # since the wake that follows it may arrive first.
+        if service.paused_at is not None:
+            service = await self._store.services.get(service.name)
+            if service.paused_at is not None:
+                raise self._hold(service, HoldReason.PAUSED, 0.0, held)
         if delivery.payload_ref is not None:
             payload = await self._store.claims.get(delivery.payload_ref)
             delivery = delivery.model_copy(update={"payload": payload})
         try:
-            permit = await self._breaker.admit(service)
+            fresh = held in (HoldReason.CIRCUIT_OPEN, HoldReason.THROTTLED)
+            permit = await self._breaker.admit(service, fresh=fresh)
         except CircuitOpenError as err:
-            delay = jittered(err.retry_in)
-            raise await self._refuse(
-                delivery,
-                log,
-                str(err),
-                "circuit_open",
-                retryable=True,
-                delay=delay,
-                kind=CIRCUIT_OPEN,
-            ) from None
+            raise self._hold(service, HoldReason.CIRCUIT_OPEN, err.retry_in, held) from None
+        except ThrottledError as err:
+            raise self._hold(service, HoldReason.THROTTLED, err.retry_in, held) from None
+        if permit.probe_owner is None:  # the probe goes at once: holding it would wedge it
+            await self._pacer.take(service, held, slot_at)
         return service, delivery, permit
+
+    def _hold(
+        self, service: Service, reason: HoldReason, seconds: float, before: HoldReason | None
+    ) -> ApplicationError:
+        """Count a hold (once, not at each re-check of the same one); its error to raise."""
+        if reason is not before:
+            self._metrics.hold(service.name, reason.value)
+        return held_error(reason, seconds, service)
 
     async def _refuse(
         self,
@@ -222,7 +262,12 @@ class DeliveryAttempt:
         log.error = sent.error
         if sent.error is not None:
             _warn(log, sent.retryable)
-        unlogged = await self._record(log_id, log, service, permit, healthy=sent.healthy)
+        throttle = None
+        if sent.status_code == 429 and sent.retry_after is not None:
+            throttle = sent.retry_after.total_seconds()  # slows every delivery to the service
+        unlogged = await self._record(
+            log_id, log, service, permit, healthy=sent.healthy, throttle=throttle
+        )
         if sent.error is not None:
             raise delivery_error(
                 sent.error,
@@ -246,6 +291,7 @@ class DeliveryAttempt:
         permit: Permit | None,
         *,
         healthy: bool,
+        throttle: float | None = None,
     ) -> LogUpdate | None:
         """The outcome write (with the breaker's, when the call was made under a permit),
         tried a few times within HUB_BUDGET; the write itself if it never went through."""
@@ -256,9 +302,17 @@ class DeliveryAttempt:
                         if permit is None:
                             await self._store.log.finish(log_id, log)
                         else:
-                            await self._breaker.record(
-                                service, permit, healthy=healthy, log_id=log_id, log=log
+                            reading = await self._breaker.record(
+                                service,
+                                permit,
+                                healthy=healthy,
+                                log_id=log_id,
+                                log=log,
+                                throttle=throttle,
                             )
+                            closed = reading is not None and reading.state is CircuitState.CLOSED
+                            if permit.probe_owner is not None and healthy and closed:
+                                self._waker.wake(service.name)
                         return None
                     except Exception:
                         await asyncio.sleep(pause)

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     """Largest rendered payload (UTF-8 bytes); a larger rendering is dead-lettered."""
     codec_cors_origins: str = ""
     """Origins (space/comma separated) allowed to call the codec endpoint from a browser."""
+    release_rate: float = Field(default=20.0, gt=0, le=100_000)
+    """HUB_RELEASE_RATE: deliveries per second a service gets when its held deliveries are
+    released (resume, circuit closed), unless its own rate is set: no stampede."""
 
     @field_validator("log_retention", mode="before")
     @classmethod

@@ -56,12 +56,7 @@ class HttpSink:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         self.received.append(
             Received(
@@ -95,6 +90,16 @@ class HttpSink:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
 
 
 def _reply(value: Reply | int) -> Reply:

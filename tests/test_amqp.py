@@ -169,7 +169,13 @@ async def test_broker_down_is_retried_counted_by_the_breaker_then_dead_lettered(
 ):
     url = f"amqp://guest:hunter2secret@127.0.0.1:{free_port()}/?routing_key=q"
     service = await make_service(
-        type="amqp", base_url=url, max_attempts=3, cb_threshold=2, cb_cooldown=60, timeout=2
+        type="amqp",
+        base_url=url,
+        max_attempts=3,
+        cb_threshold=2,
+        cb_cooldown=60,
+        timeout=2,
+        max_hold=1,
     )
     await make_rule(f"{unique}.down", service)
 
@@ -177,9 +183,9 @@ async def test_broker_down_is_retried_counted_by_the_breaker_then_dead_lettered(
 
     assert result.result.outcome is Outcome.DEAD_LETTERED
     [dead] = await store.dlq.recent(event=f"{unique}-bd")
-    assert dead.attempts == 3
+    assert dead.attempts == 2  # the third met the open circuit: held, then past max hold
     assert "Connect" in dead.error or "refused" in dead.error.lower()
-    assert "circuit open" in dead.error  # the third attempt met the open circuit
+    assert dead.error.startswith("hold expired") and "circuit_open" in dead.error
     logs = await store.log.recent(event_id=f"{unique}-bd")
     assert all("hunter2secret" not in (r.error or "") + (r.target or "") for r in logs)
     [circuit] = [c for c in await store.circuits.all() if c.service == service.name]

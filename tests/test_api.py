@@ -325,7 +325,9 @@ async def test_service_crud(api, sink, unique):
     assert service["timeout"] == 2
 
     assert [s for s in (await api.get("/services")).json() if s["name"] == name] == [service]
-    assert (await api.get(f"/services/{name}")).json() == service
+    detail = (await api.get(f"/services/{name}")).json()
+    assert detail == service | {"held": 0, "held_by_reason": detail["held_by_reason"]}
+    assert set(detail["held_by_reason"].values()) == {0}
 
     patched = await api.patch(f"/services/{name}", json={"timeout": 3, "inbound_token": None})
     assert patched.status_code == 200
@@ -391,7 +393,7 @@ async def test_rule_crud(api, make_service, unique):
         api, f"{unique}.*", service.name, method="put", endpoint="/x", template='{"a": {{a}}}'
     )
     assert (rule["method"], rule["enabled"]) == ("PUT", True)
-    assert (await api.get(f"/rules/{rule['id']}")).json() == rule
+    assert (await api.get(f"/rules/{rule['id']}")).json() == rule | {"lane_depth": 0}
     assert [
         r["id"] for r in (await api.get("/rules", params={"service": service.name})).json()
     ] == [rule["id"]]

@@ -27,11 +27,13 @@ from hub.api import create_app
 from hub.config import Settings
 from hub.engine.worker import GRACEFUL_SHUTDOWN
 from hub.main import app
+from hub.runtime.embedded import DYNAMIC_CONFIG as DEV_DYNAMIC_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+TEMPORAL_DYNAMIC_CONFIG = ROOT / "deploy" / "temporal" / "dynamicconfig.yaml"
 
 EXPECTED_SERVICES = {
     "temporal-db",
@@ -496,6 +498,47 @@ def test_temporal_uses_its_own_database(services):
     assert temporal["POSTGRES_PWD"] == db["POSTGRES_PASSWORD"]
     hub_db = environment(services["hub-db"])
     assert db.get("POSTGRES_DB", db["POSTGRES_USER"]) != hub_db.get("POSTGRES_DB")
+
+
+def dynamic_config() -> dict[str, Any]:
+    return yaml.safe_load(TEMPORAL_DYNAMIC_CONFIG.read_text())
+
+
+def test_temporal_reads_the_hub_dynamic_config_file(services):
+    temporal = services["temporal"]
+    path = environment(temporal)["DYNAMIC_CONFIG_FILE_PATH"]
+    assert path.startswith("/"), "the image's working directory is not ours to rely on"
+    mounted = [str(v) for v in temporal["volumes"] if str(v).split(":")[1] == path]
+    assert mounted == [f"./{TEMPORAL_DYNAMIC_CONFIG.relative_to(ROOT)}:{path}:ro"]
+    assert mounts(temporal)[path] == "./deploy/temporal/dynamicconfig.yaml"
+
+
+def test_the_temporal_server_is_one_with_fairness(services):
+    """Task-queue fairness came with server 1.29; the auto-setup image's tag is its version."""
+    tag = services["temporal"]["image"].rpartition(":")[2]
+    assert tuple(int(part) for part in tag.split(".")[:2]) >= (1, 29)
+
+
+def test_dynamic_config_turns_priority_and_fairness_on():
+    config = dynamic_config()
+    for key, entries in config.items():
+        assert isinstance(entries, list) and entries, f"{key}: a list of values"
+        for entry in entries:
+            assert set(entry) <= {"value", "constraints"}, f"{key}: {entry}"
+    assert config["matching.useNewMatcher"] == [{"value": True}]
+    assert config["matching.enableFairness"] == [{"value": True}]
+    assert config["matching.enableMigration"] == [{"value": True}]
+    assert config["matching.numTaskqueueReadPartitions"] == [{"value": 1}]
+    assert config["matching.numTaskqueueWritePartitions"] == [{"value": 1}]
+
+
+def test_the_dev_server_sets_what_compose_sets():
+    """``hub dev`` and the tests run the server the way compose does."""
+    config = dynamic_config()
+    assert DEV_DYNAMIC_CONFIG
+    for setting in DEV_DYNAMIC_CONFIG:
+        key, _, value = setting.partition("=")
+        assert config[key] == [{"value": yaml.safe_load(value)}], setting
 
 
 # commands

@@ -142,7 +142,8 @@ async def test_attempts_deliveries_and_dead_letters_are_counted_exactly(
 
 
 async def test_circuit_transitions_are_counted_once_each(metered, sink, make_service, unique):
-    """500, 500 (opens), refused by the open circuit, probe after the cooldown, 200 (closes)."""
+    """500, 500 (opens), held by the open circuit (no attempt), probe after the cooldown,
+    200 (closes)."""
     service = await make_service(cb_threshold=2, cb_cooldown=3.0, max_attempts=5, backoff=0.1)
     sink.script("/r", 500, 500, then=200)
     await metered.rule(f"{unique}.r", service, endpoint="/r")
@@ -153,9 +154,11 @@ async def test_circuit_transitions_are_counted_once_each(metered, sink, make_ser
     assert len(sink.at("/r")) == 3
     assert {s: metered.attempts(service, s) for s in ("5xx", "circuit_open", "2xx")} == {
         "5xx": 2,
-        "circuit_open": 1,
+        "circuit_open": 0,
         "2xx": 1,
     }
+    held = {"service": service.name, "reason": "circuit_open"}
+    assert metered.value("hub_delivery_holds_total", **held) == 1
     assert metered.transitions(service) == {"open": 1, "half_open": 1, "closed": 1}
     assert metered.deliveries(service, "delivered") == 1
     # The refusal never reached the network: no duration.
@@ -165,8 +168,9 @@ async def test_circuit_transitions_are_counted_once_each(metered, sink, make_ser
 
 async def test_a_burst_of_failures_counts_one_opening(metered, sink, make_service, unique):
     """Twenty deliveries fail together against a threshold of one: the circuit opens once,
-    whichever worker statement did it; the others read it open and count nothing."""
-    service = await make_service(cb_threshold=1, cb_cooldown=600, max_attempts=1)
+    whichever worker statement did it; the others read it open, count nothing and are held
+    (then dead-lettered past their max hold)."""
+    service = await make_service(cb_threshold=1, cb_cooldown=600, max_attempts=1, max_hold=1)
     sink.script("/burst", then=500)
     await metered.rule(f"{unique}.b", service, endpoint="/burst")
 
@@ -180,7 +184,9 @@ async def test_a_burst_of_failures_counts_one_opening(metered, sink, make_servic
     assert all(r.result.outcome is Outcome.DEAD_LETTERED for r in results)
     sent = len(sink.at("/burst"))
     assert metered.attempts(service, "5xx") == sent
-    assert metered.attempts(service, "circuit_open") == 20 - sent
+    assert metered.attempts(service, "circuit_open") == 0
+    held = {"service": service.name, "reason": "circuit_open"}
+    assert metered.value("hub_delivery_holds_total", **held) == 20 - sent
     assert metered.transitions(service) == {"open": 1, "half_open": 0, "closed": 0}
     assert metered.value("hub_dlq_writes_total", service=service.name) == 20
 

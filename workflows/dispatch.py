@@ -6,10 +6,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows.bookkeeping import bookkeeping
-from workflows.delivery import Failure, activity_cause, send
+from workflows.delivery import Failure, Holds, activity_cause, send
+from workflows.lane import LANE_TURN, LaneTurns
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
+    from hub.core.control import WAKE_SIGNAL
     from hub.core.models import (
         DeadLetter,
         Delivery,
@@ -30,12 +32,25 @@ class DispatchEventWorkflow:
 
     def __init__(self) -> None:
         self._data_ref: str | None = None
+        self._holds = Holds()
+        self._lanes = LaneTurns(self._holds)
+
+    @workflow.signal(name=LANE_TURN)
+    def lane_turn(self, lane: str) -> None:
+        """The ordered lane says this event's delivery in it may go (workflows.lane)."""
+        self._lanes.turn(lane)
+
+    @workflow.signal(name=WAKE_SIGNAL)
+    def wake(self, service: str) -> None:
+        """A held service may go on (resumed, circuit closed or reset): check now."""
+        self._holds.wake(service)
 
     @workflow.run
     async def run(self, dispatch: DispatchInput) -> DispatchResult:
         event = dispatch.event
         self._data_ref = dispatch.data_ref
         plan = await bookkeeping(StoreActivities.plan, dispatch, local=True)
+        await self._lanes.open(event.id, dispatch.lanes, plan.deliveries)
         if not plan.deliveries:
             workflow.upsert_search_attributes([HUB_OUTCOME.value_set(Outcome.NO_MATCH.value)])
             return DispatchResult(event_id=event.id, outcome=Outcome.NO_MATCH)
@@ -51,9 +66,16 @@ class DispatchEventWorkflow:
         return DispatchResult(event_id=event.id, outcome=outcome, deliveries=list(outcomes))
 
     async def _deliver(self, event: Event, delivery: Delivery) -> DeliveryOutcome:
+        if not await self._lanes.take(delivery):
+            return await self._deliver_now(event, delivery)
+        outcome = await self._deliver_now(event, delivery)
+        await self._lanes.release(delivery)
+        return outcome
+
+    async def _deliver_now(self, event: Event, delivery: Delivery) -> DeliveryOutcome:
         if delivery.template_error is not None:
             return await self._dead_letter(event, delivery, delivery.template_error, attempts=0)
-        result = await send(delivery)
+        result = await send(delivery, self._holds)
         if isinstance(result, Failure):
             return await self._dead_letter(
                 event, delivery, result.error, result.attempts, result.error_type

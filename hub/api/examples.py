@@ -25,7 +25,14 @@ EXAMPLES: dict[str, dict[str, Example]] = {
             },
         }
     },
-    "service_patch": {"timeout": {"summary": "Slower calls", "value": {"timeout": 10}}},
+    "service_patch": {
+        "timeout": {"summary": "Slower calls", "value": {"timeout": 10}},
+        "control": {
+            "summary": "Twice the share, at most 10 a second, held at most an hour",
+            "value": {"weight": 2, "rate": "10/s", "max_hold": 3600},
+        },
+        "no_rate": {"summary": "Remove the rate limit", "value": {"rate": None}},
+    },
     "rule": {
         "orders": {
             "summary": "Order events to the CRM",
@@ -35,8 +42,21 @@ EXAMPLES: dict[str, dict[str, Example]] = {
                 "endpoint": "/orders",
                 "template": '{"id": {{data.id}}, "event": "{{name}}"}',
             },
-        }
+        },
+        "ordered": {
+            "summary": "Urgent, in order per customer",
+            "value": {
+                "event": "order.*",
+                "service": "crm",
+                "endpoint": "/orders",
+                "priority": 1,
+                "order_key": "data.customer_id",
+            },
+        },
     },
-    "rule_patch": {"disable": {"summary": "Stop matching", "value": {"enabled": False}}},
+    "rule_patch": {
+        "disable": {"summary": "Stop matching", "value": {"enabled": False}},
+        "unordered": {"summary": "Stop ordering", "value": {"order_key": None}},
+    },
     "replay": {"service": {"summary": "One service's rows", "value": {"service": "crm"}}},
 }

@@ -17,11 +17,13 @@ from pydantic import (
     field_validator,
 )
 
+from hub.core.control import HoldReason
 from hub.core.models import (
     AuthType,
     EventId,
     EventName,
     LogEntry,
+    Rule,
     Service,
     ServiceName,
     ServiceType,
@@ -133,6 +135,12 @@ class ServiceOut(BaseModel):
     cb_cooldown: float
     response_queue: str | None
     enabled: bool
+    weight: float = Field(description="Share of worker capacity under a backlog.")
+    rate: str | None = Field(description="At most N/s or N/min deliveries; null: no limit.")
+    max_hold: float = Field(description="Seconds a delivery may be held before the DLQ.")
+    paused_at: datetime | None = Field(
+        description="When the service was paused (its deliveries are held); null: not paused."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -168,6 +176,36 @@ class ServiceSaved(ServiceOut):
         if service.issued_secret is not None:
             saved.signing_secret = service.issued_secret.get_secret_value()
         return saved
+
+
+class ServiceDetail(ServiceOut):
+    """One service, with how many of its deliveries are held (null when Temporal can't say)."""
+
+    held: int | None = Field(
+        default=None,
+        description="Deliveries waiting without using attempts (paused, open circuit, rate "
+        "limit, 429, ordered lane); null when Temporal is unreachable.",
+    )
+    held_by_reason: dict[HoldReason, int] | None = Field(
+        default=None, description="The same, per reason; null when Temporal is unreachable."
+    )
+
+
+class ServiceResumed(ServiceOut):
+    """A service just resumed, and how many held deliveries were woken to go out."""
+
+    woken: int | None = Field(
+        description="Held deliveries signalled to go now (at the release rate); null when "
+        "Temporal is unreachable: they then wake on their own timers within 5 minutes."
+    )
+
+
+class RuleDetail(Rule):
+    """One rule, with how many of its deliveries wait for their turn in ordered lanes."""
+
+    lane_depth: int | None = Field(
+        default=None, description="Deliveries waiting in lanes; null when Temporal can't say."
+    )
 
 
 class RotateIn(BaseModel):

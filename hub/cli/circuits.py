@@ -3,13 +3,16 @@
 from typing import Annotated
 
 import typer
+from temporalio.service import RPCError
 
 from hub.cli.async_typer import AsyncTyper
 from hub.cli.context import cli_state
 from hub.cli.errors import UsageError
 from hub.cli.output import JsonOption, out
 from hub.cli.views import TableView, show_list
+from hub.core.control import HoldReason
 from hub.core.models import Circuit
+from hub.engine.holds import wake_held
 
 group = AsyncTyper(help="Circuit breakers, one per service.", no_args_is_help=True)
 
@@ -39,8 +42,18 @@ async def circuit_reset(
     name: Annotated[str | None, typer.Argument(help="Service whose circuit to close.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Close every circuit.")] = False,
 ) -> None:
-    """Close a circuit by hand (failures back to 0)."""
+    """Close a circuit by hand (failures back to 0) and wake the deliveries it held."""
     if (name is None) == (not all_):
         raise UsageError("name one service, or give --all")
-    count = await cli_state(ctx).with_store(lambda s: s.circuits.reset(None if all_ else name))
+    state = cli_state(ctx)
+    count = await state.with_store(lambda s: s.circuits.reset(None if all_ else name))
     out.print(f"reset {count} circuit(s)")
+    temporal = await state.temporal_or_none()
+    if temporal is None:
+        return  # the held deliveries wake on their own timers
+    circuits = await state.with_store(lambda s: s.circuits.all())
+    for service in [name] if name else [c.service for c in circuits]:
+        try:
+            await wake_held(temporal, service, HoldReason.CIRCUIT_OPEN)
+        except RPCError:
+            return  # as above

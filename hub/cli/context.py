@@ -1,18 +1,25 @@
 """What the commands of one ``hub`` run share, kept on the Typer context (``ctx.obj``)."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TypeVar
 
 import typer
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from hub.config import Settings
-from hub.runtime.connections import database_url
+from hub.runtime.connections import connect_temporal, database_url
 from hub.secrets import SecretBox
 from hub.store import Store
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+TEMPORAL_CONNECT_TIMEOUT = 5.0
 
 
 class CliState:
@@ -43,6 +50,15 @@ class CliState:
         """Run one store action on a short-lived pool."""
         async with self.store() as store:
             return await action(store)
+
+    async def temporal_or_none(self) -> Client | None:
+        """A Temporal client, or None when Temporal cannot be reached: a view then shows its
+        held counts as unknown, and a resume leaves the held deliveries to their timers."""
+        try:
+            return await asyncio.wait_for(connect_temporal(self.settings), TEMPORAL_CONNECT_TIMEOUT)
+        except (RuntimeError, RPCError, OSError, TimeoutError) as err:
+            log.debug("Temporal unreachable: %s", err)
+            return None
 
 
 def cli_state(ctx: typer.Context) -> CliState:

@@ -19,14 +19,16 @@ err_console = Console(stderr=True, markup=False)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+def print_json(
+    value: BaseModel | Sequence[BaseModel | dict[str, Any]] | dict[str, Any],
+) -> None:
     """JSON straight to stdout: rich would wrap and colour it, and scripts parse it."""
     if isinstance(value, BaseModel):
         data: Any = value.model_dump(mode="json")
     elif isinstance(value, dict):
         data = value
     else:
-        data = [item.model_dump(mode="json") for item in value]
+        data = [i.model_dump(mode="json") if isinstance(i, BaseModel) else i for i in value]
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli import delivery_control as control
 from hub.cli.async_typer import AsyncTyper
 from hub.cli.context import cli_state
 from hub.cli.errors import UsageError
@@ -11,14 +12,26 @@ from hub.cli.output import JsonOption, out, print_json
 from hub.cli.parsing import given, parse_duration
 from hub.cli.secret_input import SECRET_HELP, SignCommand, SignOption, read_secrets
 from hub.cli.shared_options import shared_options
-from hub.cli.views import TableView, on_off, print_saved, show_list, show_one
+from hub.cli.views import TableView, on_off, print_saved
 from hub.core.models import AuthType, Service, ServiceIn, ServicePatch, ServiceType, mask_url
 
 group = AsyncTyper(help="External services (HTTP APIs, AMQP brokers).", no_args_is_help=True)
 
 _TABLE: TableView[Service] = TableView(
     "Services",
-    ["name", "type", "url", "auth", "timeout", "attempts", "backoff", "enabled"],
+    [
+        "name",
+        "type",
+        "url",
+        "auth",
+        "timeout",
+        "attempts",
+        "backoff",
+        "enabled",
+        "paused",
+        "weight",
+        "rate",
+    ],
     lambda s: (
         s.name,
         s.type.value,
@@ -28,6 +41,9 @@ _TABLE: TableView[Service] = TableView(
         s.max_attempts,
         s.backoff,
         "yes" if s.enabled else "no",
+        "yes" if s.paused_at else "no",
+        f"{s.weight:g}",
+        s.rate or "-",
     ),
 )
 
@@ -68,13 +84,16 @@ def _settings(
     cb_threshold: _Threshold = None,
     cb_cooldown: _Cooldown = None,
     response_queue: _ResponseQueue = None,
+    weight: control.Weight = None,
+    rate: control.RateOpt = None,
+    max_hold: control.MaxHold = None,
 ) -> dict[str, object]:
     """The options ``add`` and ``update`` share, as the service fields the user gave.
 
     Each parameter is named after its ServiceIn/ServicePatch field, so the fields are
-    exactly this function's arguments.
+    exactly this function's arguments (``--rate none`` and ``--max-hold 24h`` converted).
     """
-    return given(**locals())
+    return control.control_fields(given(**locals()))
 
 
 # The options whose values may come from stdin or the environment, by field.
@@ -94,6 +113,9 @@ def _fields(service: Service) -> dict[str, Any]:
     values["token"] = "(set)" if service.token else "(none)"
     values["inbound_secret"] = "(set)" if service.inbound_secret else "(none)"
     values["signing_keys"] = "; ".join(_key_line(k) for k in values["signing_keys"]) or "(none)"
+    values["rate"] = service.rate or "(no limit)"
+    values["max_hold"] = control.duration_text(service.max_hold)
+    values["paused_at"] = control.paused_text(service)
     return values
 
 
@@ -159,7 +181,8 @@ async def service_update(
     --sign on a service that signs with another scheme rotates to a new key, the old one
     signing beside it for 24h.
     """
-    fields = read_secrets(given(base_url=url, **settings), _SECRET_OPTIONS)
+    # ``settings`` holds only what was given; a null in it (``--rate none``) is meant.
+    fields = read_secrets(given(base_url=url) | settings, _SECRET_OPTIONS)
     if no_sign:
         if "sign" in fields:
             raise UsageError("--sign and --no-sign cannot be given together")
@@ -204,8 +227,8 @@ _WithRulesFlag = Annotated[
 
 @group.command("list")
 async def service_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """List services."""
-    await show_list(ctx, as_json, lambda s: s.services.all(), _TABLE)
+    """List services, with how many deliveries each holds."""
+    await control.list_services(ctx, as_json, _TABLE)
 
 
 @group.command("show")
@@ -216,9 +239,9 @@ async def service_show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one service: its token masked, its signing keys by scheme and dates, never their
-    secrets."""
+    secrets; how many of its deliveries are held, and why."""
     if not public_key:
-        await show_one(ctx, as_json, lambda s: s.services.get(name), _fields)
+        await control.show_service(ctx, name, as_json, _fields)
         return
     service = await cli_state(ctx).with_store(lambda s: s.services.get(name))
     keys = [k.public_key for k in service.signing_keys if k.public_key]
@@ -229,6 +252,10 @@ async def service_show(
     else:
         for key in keys:
             out.print(key, highlight=False, soft_wrap=True)
+
+
+group.command("pause")(control.service_pause)
+group.command("resume")(control.service_resume)
 
 
 @group.command("delete")

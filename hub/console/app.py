@@ -15,11 +15,11 @@ from hub.config import Settings
 from hub.console import auth
 from hub.console.auth import SignInRequired, session_of
 from hub.console.rendering import PREFIX, STATIC_DIR, PageError, TemporalLinks, error_page
-from hub.console.routes import dlq, events, logs, overview, rules, services
+from hub.console.routes import dlq, events, logs, overview, rules, service_holds, services
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
-PAGES = (overview, services, rules, events, dlq, logs)
+PAGES = (overview, services, service_holds, rules, events, dlq, logs)
 """The page modules of ``hub.console.routes``, each with its ``router``."""
 
 

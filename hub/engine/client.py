@@ -4,6 +4,7 @@ async with HubClient.connect() as hub:
     result = await hub.emit("order.created", {"id": 42}, event_id="order-42")
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -23,6 +24,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from hub.config import Settings
 from hub.core.claims import EVENT_INLINE_MAX, claim_key
+from hub.core.control import lane_id, order_value
 from hub.core.limits import EventTooLarge, event_bytes
 from hub.core.models import DispatchInput, DispatchResult, EmitResult, Event, Outcome
 from hub.core.tracing import span
@@ -32,6 +34,7 @@ from hub.runtime.rule_index import RuleIndex
 from hub.store import Store, StoreUnavailable
 from hub.store.rules import RuleTarget
 from workflows.dispatch import DispatchEventWorkflow
+from workflows.lane import ENQUEUE, LaneInput, LaneLimits, LaneWorkflow, Ticket
 
 
 def workflow_id_for(event_id: str) -> str:
@@ -50,12 +53,15 @@ class HubClient:
         *,
         task_queue: str,
         max_event_bytes: int,
+        lane_limits: LaneLimits | None = None,
     ) -> None:
         self.temporal = temporal
         self.index = index
         self.store = store
         self.task_queue = task_queue
         self.max_event_bytes = max_event_bytes
+        self.lane_limits = lane_limits or LaneLimits()
+        """How the lanes this client starts pace themselves (workflows.lane)."""
 
     @classmethod
     @asynccontextmanager
@@ -140,7 +146,11 @@ class HubClient:
         if not targets:
             return EmitResult(event_id=event.id, workflow_id=None, matched=False)
         services = sorted({t.service.name for t in targets})
-        handle, duplicate = await self._start(event, size, services, start_priority(targets))
+        lanes = event_lanes(targets, event)
+        await self._ticket(event, lanes)
+        handle, duplicate = await self._start(
+            event, size, services, start_priority(targets), list(lanes)
+        )
         result: DispatchResult | None = await handle.result() if wait else None
         return EmitResult(
             event_id=event.id,
@@ -151,15 +161,37 @@ class HubClient:
             result=result,
         )
 
+    async def _ticket(self, event: Event, lanes: dict[str, int]) -> None:
+        """Take the event's place in each of its ordered lanes (signal-with-start), before its
+        workflow starts: a lane's order is the order its tickets were accepted in.
+
+        A second emit of the same event id tickets again; the lane drops the duplicate.
+        """
+        ticket = Ticket(event_id=event.id, workflow_id=workflow_id_for(event.id))
+        await asyncio.gather(
+            *(
+                self.temporal.start_workflow(
+                    LaneWorkflow.run,
+                    LaneInput(lane=lane, limits=self.lane_limits),
+                    id=lane,
+                    task_queue=self.task_queue,
+                    start_signal=ENQUEUE,
+                    start_signal_args=[ticket],
+                    priority=Priority(priority_key=priority),
+                )
+                for lane, priority in lanes.items()
+            )
+        )
+
     async def _start(
-        self, event: Event, size: int, services: list[str], priority: Priority
+        self, event: Event, size: int, services: list[str], priority: Priority, lanes: list[str]
     ) -> tuple[WorkflowHandle[Any, DispatchResult], bool]:
         """Start the event's workflow, or find the one a first submission started."""
         workflow_id = workflow_id_for(event.id)
         try:
             handle = await self.temporal.start_workflow(
                 DispatchEventWorkflow.run,
-                await self._dispatch_input(event, size),
+                await self._dispatch_input(event, size, lanes),
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -179,10 +211,11 @@ class HubClient:
             return handle, True
         return handle, not _was_started(handle)
 
-    async def _dispatch_input(self, event: Event, size: int) -> DispatchInput:
-        """The workflow input: the event, its data claim-checked when it is large."""
+    async def _dispatch_input(self, event: Event, size: int, lanes: list[str]) -> DispatchInput:
+        """The workflow input: the event, its data claim-checked when it is large, and the
+        lanes it was ticketed in."""
         if size <= EVENT_INLINE_MAX:
-            return DispatchInput(event=event, config_version=self.index.version)
+            return DispatchInput(event=event, config_version=self.index.version, lanes=lanes)
         body = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
         ref = claim_key("event", event.id, body)
         await self.store.claims.put(ref, body)
@@ -190,6 +223,7 @@ class HubClient:
             event=event.model_copy(update={"data": {}}),
             config_version=self.index.version,
             data_ref=ref,
+            lanes=lanes,
         )
 
 
@@ -202,6 +236,19 @@ def start_priority(targets: list[RuleTarget]) -> Priority:
         fairness_key="+".join(names).encode()[:64].decode(errors="ignore"),
         fairness_weight=max(t.service.weight for t in targets),
     )
+
+
+def event_lanes(targets: list[RuleTarget], event: Event) -> dict[str, int]:
+    """The lanes of the event's ordered rules, in rule order, each with the most urgent
+    priority among its rules (the lane workflow's tasks are queued with it)."""
+    lanes: dict[str, int] = {}
+    dumped = event.model_dump(mode="json")
+    for target in targets:
+        if target.rule.order_key is None:
+            continue
+        lane = lane_id(target.service.name, order_value(target.rule.order_key, dumped))
+        lanes[lane] = min(lanes.get(lane, target.rule.priority), target.rule.priority)
+    return lanes
 
 
 def _was_started(handle: WorkflowHandle[Any, Any]) -> bool:

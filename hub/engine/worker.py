@@ -20,7 +20,10 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import DeliveryActivities, DeliveryAttempt, ResponseActivities, StoreActivities
+from activities.lanes import LaneActivities
 from hub.config import Settings
+from hub.core.control import HoldReason
+from hub.engine.holds import wake_held
 from hub.engine.namespace import ensure_search_attributes
 from hub.engine.schedules import ensure_schedules
 from hub.engine.startup import when_up
@@ -39,6 +42,7 @@ from hub.transport.egress import EgressGuard, GuardedTransport, Resolver
 from hub.transport.http import HttpTransport
 from workflows.consume import ConsumeResponsesWorkflow
 from workflows.dispatch import DispatchEventWorkflow
+from workflows.lane import LaneWorkflow
 from workflows.prune import PruneLogWorkflow
 from workflows.replay import ReplayDeadLetterWorkflow
 
@@ -58,6 +62,7 @@ WORKFLOWS = [
     ConsumeResponsesWorkflow,
     ReplayDeadLetterWorkflow,
     PruneLogWorkflow,
+    LaneWorkflow,
 ]
 
 
@@ -93,10 +98,20 @@ def activities(
     http: httpx.AsyncClient,
     amqp: AmqpPool,
     metrics: HubMetrics,
+    temporal: Client | None = None,
 ) -> list[Callable[..., Any]]:
-    """The worker's activities, on its shared clients, all counting into ``metrics``."""
+    """The worker's activities, on its shared clients, all counting into ``metrics``;
+    with ``temporal``, a probe that closes a circuit wakes the deliveries it held."""
     breaker = CircuitBreaker(store, metrics=metrics)
-    attempt = DeliveryAttempt(store, index, breaker, box, metrics)
+    attempt = DeliveryAttempt(
+        store,
+        index,
+        breaker,
+        box,
+        metrics,
+        wake=None if temporal is None else _circuit_waker(temporal),
+        release_rate=settings.release_rate,
+    )
     transport = HttpTransport(http, max_bytes=settings.response_max_bytes)
     deliveries = DeliveryActivities(attempt, transport, AmqpTransport(amqp))
     responses = ResponseActivities(store, index, amqp, box, metrics)
@@ -115,6 +130,11 @@ def activities(
         responses.response_queues,
         responses.consume,
     ]
+
+
+def _circuit_waker(temporal: Client) -> Callable[[str], Any]:
+    """Wake the deliveries an open circuit of a service held (it just closed)."""
+    return lambda service: wake_held(temporal, service, HoldReason.CIRCUIT_OPEN)
 
 
 @asynccontextmanager
@@ -157,7 +177,10 @@ async def running_worker(
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             workflow_runner=SANDBOX,
-            activities=activities(settings, store, index, box, http, amqp, metrics),
+            activities=[
+                *activities(settings, store, index, box, http, amqp, metrics, client),
+                LaneActivities(client).workflow_state,
+            ],
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=settings.max_concurrent_local_activities,

@@ -12,6 +12,10 @@ extra round trip; at most one check per service per ``cache_seconds`` goes to th
 The price is that another worker's opening of a circuit (or a manual reset) can take up to
 ``cache_seconds`` to be noticed here.
 
+The same row paces the service: a 429's Retry-After, written by the statement that records
+that attempt, throttles the whole service (ThrottledError) until it passes, and the cached
+reading carries it, so the throttle costs no extra round trip either.
+
 Transitions are counted (hub_circuit_transitions_total) by the worker whose statement made
 them: a granted probe enters half_open, and a recorded outcome that changed the row and left
 it open, or closed it after the probe, enters that state. A worker that merely reads a circuit
@@ -41,6 +45,15 @@ class CircuitOpenError(Exception):
         self.retry_in = retry_in
 
 
+class ThrottledError(Exception):
+    """The service answered 429 with Retry-After: no call to it for ``retry_in`` seconds."""
+
+    def __init__(self, service: str, retry_in: float) -> None:
+        super().__init__(f"service {service!r} asked to slow down: retry in {retry_in:.1f}s")
+        self.service = service
+        self.retry_in = retry_in
+
+
 @dataclass(frozen=True)
 class Permit:
     """Leave to make one call; ``probe_owner`` is set when the call is the half-open probe."""
@@ -53,6 +66,7 @@ class Permit:
 class _Cached:
     reading: CircuitReading
     at: float
+    throttle_in: float = 0.0
 
 
 class CircuitBreaker:
@@ -72,13 +86,18 @@ class CircuitBreaker:
         self._cache: dict[int, _Cached] = {}
         self._metrics = metrics or HubMetrics()
 
-    async def admit(self, service: Service) -> Permit:
-        """A permit for one call, or CircuitOpenError without any I/O towards the service."""
+    async def admit(self, service: Service, *, fresh: bool = False) -> Permit:
+        """A permit for one call, or CircuitOpenError (ThrottledError while a 429's
+        Retry-After lasts) without any I/O towards the service. ``fresh``: read the row,
+        not the cache (a held delivery re-checking: it may have been woken by a reset)."""
         now = time.monotonic()
-        cached = self._cache.get(service.id)
+        cached = None if fresh else self._cache.get(service.id)
         if cached is not None and now - cached.at < self._cache_seconds:
             reading = cached.reading
+            throttled = cached.throttle_in - (now - cached.at)
             if reading.state is CircuitState.CLOSED:
+                if throttled > 0:
+                    raise ThrottledError(service.name, throttled)
                 return Permit(service.id)
             remaining = reading.retry_in - (now - cached.at)
             if reading.state is CircuitState.OPEN and remaining > 0:
@@ -89,28 +108,39 @@ class CircuitBreaker:
         admitted = await self._store.circuits.admit(
             service.id, cooldown=service.cb_cooldown, probe_ttl=probe_ttl, owner=owner
         )
-        if admitted is None or admitted.state is CircuitState.CLOSED:
-            self._remember(service.id, admitted)
+        if admitted is None:
             return Permit(service.id)
-        reading = admitted
+        reading, throttle_in = admitted
         if reading.probe:
             self._metrics.circuit_transition(service.name, CircuitState.HALF_OPEN)
             return Permit(service.id, probe_owner=owner)
-        self._remember(service.id, reading)
+        self._remember(service.id, reading, throttle_in)
+        if throttle_in > 0 and (reading.state is CircuitState.CLOSED or reading.retry_in <= 0):
+            raise ThrottledError(service.name, throttle_in)  # no probe while throttled
+        if reading.state is CircuitState.CLOSED:
+            return Permit(service.id)
         # Losing the race for the probe reads "open, 0 s left": wait for the probe's verdict.
         retry_in = reading.retry_in or min(probe_ttl, service.cb_cooldown)
         raise CircuitOpenError(service.name, reading.state, retry_in)
 
     async def record(
-        self, service: Service, permit: Permit, *, healthy: bool, log_id: int, log: LogEntryIn
+        self,
+        service: Service,
+        permit: Permit,
+        *,
+        healthy: bool,
+        log_id: int,
+        log: LogEntryIn,
+        throttle: float | None = None,
     ) -> CircuitOutcome | None:
         """Write the attempt's outcome over its log row and feed the circuit, together.
 
         ``healthy`` is False only for failures that say something about the service: 5xx,
         408, 429, timeouts, refused or dropped connections, broker errors. A request that the
         service answered and rejected (a 4xx caused by our payload) counts as healthy.
+        ``throttle``: a 429's Retry-After (seconds), which holds the whole service.
         """
-        reading = await self._store.circuits.record_attempt(
+        recorded = await self._store.circuits.record_attempt(
             log_id,
             log,
             service_id=permit.service_id,
@@ -118,9 +148,14 @@ class CircuitBreaker:
             probe_owner=permit.probe_owner,
             threshold=service.cb_threshold,
             cooldown=service.cb_cooldown,
+            throttle=throttle,
         )
-        self._remember(service.id, reading)
-        if reading is not None and reading.changed:
+        if recorded is None:
+            self._cache.pop(service.id, None)
+            return None
+        reading, throttle_in = recorded
+        self._remember(service.id, reading, throttle_in)
+        if reading.changed:
             if reading.state is CircuitState.OPEN:
                 self._metrics.circuit_transition(service.name, CircuitState.OPEN)
             elif permit.probe_owner is not None and healthy:
@@ -129,8 +164,8 @@ class CircuitBreaker:
                 self._metrics.circuit_transition(service.name, CircuitState.CLOSED)
         return reading
 
-    def _remember(self, service_id: int, reading: CircuitReading | None) -> None:
-        if reading is None or reading.state is CircuitState.HALF_OPEN:
+    def _remember(self, service_id: int, reading: CircuitReading, throttle_in: float) -> None:
+        if reading.state is CircuitState.HALF_OPEN:
             self._cache.pop(service_id, None)
         else:
-            self._cache[service_id] = _Cached(reading, time.monotonic())
+            self._cache[service_id] = _Cached(reading, time.monotonic(), throttle_in)

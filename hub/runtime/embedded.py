@@ -30,6 +30,17 @@ __all__ = [
 ]
 
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+# Task-queue priority and fairness (rules' --priority, services' --weight). Server 1.32 has
+# the priority matcher on by default (useNewMatcher=false turns it off) but fairness off:
+# without enableFairness, tasks of one priority go FIFO whatever their fairness key. One
+# partition per queue: priority and fairness are enforced within a partition, and a single
+# dev server gains nothing from four. deploy/temporal/dynamicconfig.yaml sets the same.
+DYNAMIC_CONFIG = (
+    "matching.useNewMatcher=true",
+    "matching.enableFairness=true",
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+)
 
 
 def temporal_binary() -> str:
@@ -104,6 +115,8 @@ class TemporalDevServer:
             "--log-level",
             "warn",
         ]
+        for setting in DYNAMIC_CONFIG:
+            cmd += ["--dynamic-config-value", setting]
         if self.ui_port is None:
             cmd.append("--headless")
         else:

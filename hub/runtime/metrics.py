@@ -57,8 +57,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "hub_delivery_attempts_total": (
         "Delivery attempts by how they ended: 2xx..5xx (the HTTP status), ok (AMQP publish "
-        "confirmed), error (no answer), circuit_open (refused by the breaker), unsendable "
-        "(could not be prepared).",
+        "confirmed), error (no answer), unsendable (could not be prepared). A delivery held "
+        "by an open circuit makes no attempt (hub_delivery_holds_total).",
         ("service", "transport", "status_class"),
     ),
     "hub_circuit_transitions_total": (
@@ -81,6 +81,11 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hub_delivery_waits_total": (
         "Delivery attempts that waited, nothing sent, because the hub's database was "
         "unavailable (Temporal retries them without using up an attempt).",
+        ("service", "reason"),
+    ),
+    "hub_delivery_holds_total": (
+        "Deliveries held without using an attempt, by why: paused, circuit_open, "
+        "rate_limited, throttled (a 429's Retry-After); counted when a hold begins.",
         ("service", "reason"),
     ),
 }
@@ -153,6 +158,10 @@ class HubMetrics:
 
     def wait(self, service: str, reason: str = "database") -> None:
         self._inc("hub_delivery_waits_total", service, reason)
+
+    def hold(self, service: str, reason: str) -> None:
+        """A delivery began to wait for ``reason`` (a HoldReason value), using no attempt."""
+        self._inc("hub_delivery_holds_total", service, reason)
 
     async def scrape(self, store: Store, temporal_url: str | None = None) -> bytes:
         """The exposition: this registry, the database gauges (read now, with indexed

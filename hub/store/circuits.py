@@ -26,59 +26,24 @@ def _retry_in(cooldown: str) -> str:
             ELSE 0 END)::float8 AS retry_in"""
 
 
-class CircuitStore:
-    """The SQL of the circuit breaker (hub.runtime.breaker decides when to call it)."""
+_READ = "state, failures, opened_at, probe_expires_at, throttled_until"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
-    async def admit(
-        self, service_id: int, *, cooldown: float, probe_ttl: float, owner: str
-    ) -> CircuitReading | None:
-        """Grant the half-open probe to owner if the circuit may send one; else read it."""
-        row = await self._pool.fetchrow(
-            f"""WITH claim AS (
-                    UPDATE circuit_state
-                    SET state = 'half_open', probe_owner = $4,
-                        probe_expires_at = now() + make_interval(secs => $3), updated_at = now()
-                    WHERE service_id = $1
-                      AND ((state = 'open' AND opened_at + make_interval(secs => $2) <= now())
-                        OR (state = 'half_open' AND probe_expires_at <= now()))
-                    RETURNING state, failures, opened_at, probe_expires_at, true AS probe),
-                reading AS (
-                    SELECT * FROM claim
+def _reading(changed: str, service: str) -> str:
+    """SQL for a CTE ``reading``: the circuit as the CTE ``changed`` left it, or as it is
+    when that changed no row (its flag column then false)."""
+    return f"""reading AS (
+                    SELECT * FROM {changed}
                     UNION ALL
-                    SELECT state, failures, opened_at, probe_expires_at, false FROM circuit_state
-                    WHERE service_id = $1 AND NOT EXISTS (SELECT 1 FROM claim))
-                SELECT state, failures, opened_at, probe, {_retry_in("$2")} FROM reading""",
-            service_id,
-            cooldown,
-            probe_ttl,
-            owner,
-        )
-        return CircuitReading.model_validate(dict(row)) if row else None
+                    SELECT {_READ}, false FROM circuit_state
+                    WHERE service_id = {service} AND NOT EXISTS (SELECT 1 FROM {changed}))"""
 
-    async def record_attempt(
-        self,
-        log_id: int,
-        log: LogEntryIn,
-        *,
-        service_id: int,
-        healthy: bool,
-        probe_owner: str | None,
-        threshold: int,
-        cooldown: float,
-    ) -> CircuitOutcome | None:
-        """Write an attempt's outcome over its log row and feed the circuit, in one round trip.
 
-        closed: a failure counts, the threshold-th opens; a success resets the count.
-        half_open: only the probe's outcome counts: success closes, failure re-opens.
-        open: nothing changes (late results of calls made before it opened).
-        ``changed`` says whether this statement updated the row (the breaker counts
-        transitions by it).
-        """
-        row = await self._pool.fetchrow(
-            f"""WITH log AS ({update_log("$7")}),
+THROTTLE_IN = "GREATEST(0, EXTRACT(EPOCH FROM throttled_until - now()))::float8 AS throttle_in"
+"""SQL for the seconds a 429's Retry-After still holds the whole service (0 when none)."""
+
+
+RECORD_ATTEMPT = f"""WITH log AS ({update_log("$7")}),
                 updated AS (
                     UPDATE circuit_state SET
                         state = CASE
@@ -98,17 +63,79 @@ class CircuitStore:
                         probe_owner = CASE WHEN state = 'half_open' THEN NULL ELSE probe_owner END,
                         probe_expires_at = CASE
                             WHEN state = 'half_open' THEN NULL ELSE probe_expires_at END,
+                        throttled_until = CASE WHEN $8::float8 IS NULL THEN throttled_until
+                            ELSE GREATEST(throttled_until, now() + make_interval(secs => $8))
+                            END,
                         updated_at = now()
                     WHERE service_id = $5
                       AND ((state = 'closed' AND (NOT $2 OR failures > 0))
                         OR (state = 'half_open' AND probe_owner = $3))
-                    RETURNING state, failures, opened_at, probe_expires_at, true AS changed),
-                reading AS (
-                    SELECT * FROM updated
-                    UNION ALL
-                    SELECT state, failures, opened_at, probe_expires_at, false FROM circuit_state
-                    WHERE service_id = $5 AND NOT EXISTS (SELECT 1 FROM updated))
-                SELECT state, failures, opened_at, changed, {_retry_in("$6")} FROM reading""",
+                    RETURNING {_READ}, true AS changed),
+                {_reading("updated", "$5")}
+                SELECT state, failures, opened_at, changed, {_retry_in("$6")}, {THROTTLE_IN}
+                FROM reading"""
+"""Write an attempt's outcome (``$1`` over the log row ``$7``) and feed the circuit; ``$8``
+is a 429's Retry-After in seconds (or NULL). See CircuitStore.record_attempt."""
+
+
+class CircuitStore:
+    """The SQL of the circuit breaker (hub.runtime.breaker decides when to call it)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def admit(
+        self, service_id: int, *, cooldown: float, probe_ttl: float, owner: str
+    ) -> tuple[CircuitReading, float] | None:
+        """Grant the half-open probe to owner if the circuit may send one; else read it.
+
+        Also the seconds the service stays throttled; a throttled service grants no probe.
+        """
+        row = await self._pool.fetchrow(
+            f"""WITH claim AS (
+                    UPDATE circuit_state
+                    SET state = 'half_open', probe_owner = $4,
+                        probe_expires_at = now() + make_interval(secs => $3), updated_at = now()
+                    WHERE service_id = $1
+                      AND ((state = 'open' AND opened_at + make_interval(secs => $2) <= now())
+                        OR (state = 'half_open' AND probe_expires_at <= now()))
+                      AND (throttled_until IS NULL OR throttled_until <= now())
+                    RETURNING {_READ}, true AS probe),
+                {_reading("claim", "$1")}
+                SELECT state, failures, opened_at, probe, {_retry_in("$2")}, {THROTTLE_IN}
+                FROM reading""",
+            service_id,
+            cooldown,
+            probe_ttl,
+            owner,
+        )
+        return (CircuitReading.model_validate(dict(row)), row["throttle_in"]) if row else None
+
+    async def record_attempt(
+        self,
+        log_id: int,
+        log: LogEntryIn,
+        *,
+        service_id: int,
+        healthy: bool,
+        probe_owner: str | None,
+        threshold: int,
+        cooldown: float,
+        throttle: float | None = None,
+    ) -> tuple[CircuitOutcome, float] | None:
+        """Write an attempt's outcome over its log row and feed the circuit, in one round trip.
+
+        closed: a failure counts, the threshold-th opens; a success resets the count.
+        half_open: only the probe's outcome counts: success closes, failure re-opens.
+        open: nothing changes (late results of calls made before it opened).
+        ``changed`` says whether this statement updated the row (the breaker counts
+        transitions by it). ``throttle`` (a 429's Retry-After, seconds) holds the whole
+        service at least that long, set by this same statement; the seconds it still holds
+        are returned with the outcome. A late 429 under an open circuit sets none: the
+        circuit already holds the service.
+        """
+        row = await self._pool.fetchrow(
+            RECORD_ATTEMPT,
             log_row(log),
             healthy,
             probe_owner,
@@ -116,8 +143,27 @@ class CircuitStore:
             service_id,
             cooldown,
             log_id,
+            throttle,
         )
-        return CircuitOutcome.model_validate(dict(row)) if row else None
+        return (CircuitOutcome.model_validate(dict(row)), row["throttle_in"]) if row else None
+
+    async def reserve(self, service_id: int, interval: float) -> float:
+        """Take the service's next delivery slot under a rate of one per ``interval``
+        seconds; return the seconds until it (0: go now).
+
+        GCRA with a burst of 1 (no tolerance): ``rate_tat`` is when the next slot is free;
+        a caller takes max(rate_tat, now()) and moves it on by ``interval``, so callers on
+        every worker line up on the row lock, one slot each, in one statement.
+        """
+        wait = await self._pool.fetchval(
+            """UPDATE circuit_state
+               SET rate_tat = GREATEST(rate_tat, now()) + make_interval(secs => $2)
+               WHERE service_id = $1
+               RETURNING (EXTRACT(EPOCH FROM rate_tat - now()) - $2)::float8""",
+            service_id,
+            interval,
+        )
+        return max(0.0, float(wait or 0.0))
 
     async def all(self) -> list[Circuit]:
         rows = await self._pool.fetch(
@@ -134,7 +180,7 @@ class CircuitStore:
         status = await self._pool.execute(
             """UPDATE circuit_state c
                SET state = 'closed', failures = 0, opened_at = NULL, probe_owner = NULL,
-                   probe_expires_at = NULL, updated_at = now()
+                   probe_expires_at = NULL, throttled_until = NULL, updated_at = now()
                FROM services s
                WHERE s.id = c.service_id AND ($1::text IS NULL OR s.name = $1)""",
             name,

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 from hub.api.deps import StateDep, StoreDep, sync_index
 from hub.api.errors import invalid_patch, missing_service
 from hub.api.examples import EXAMPLES
-from hub.api.schemas import RowId, problems
+from hub.api.schemas import RowId, RuleDetail, problems
 from hub.core.models import Rule, RuleIn, RulePatch, ServiceName
+from hub.engine.hold_counts import lane_depth
 from hub.store import NotFoundError
 
 router = APIRouter(prefix="/rules", tags=["rules"])
@@ -34,10 +35,13 @@ async def create_rule(
     return rule
 
 
-@router.get("/{rule_id}", response_model=Rule, responses=problems(404))
-async def get_rule(rule_id: RowId, store: StoreDep) -> Rule:
-    """One rule."""
-    return await store.rules.get(rule_id)
+@router.get("/{rule_id}", response_model=RuleDetail, responses=problems(404))
+async def get_rule(rule_id: RowId, state: StateDep) -> RuleDetail:
+    """One rule, with how many of its deliveries wait in ordered lanes (null when Temporal
+    is unreachable)."""
+    rule = await state.store.rules.get(rule_id)
+    depth = await lane_depth(state.temporal, rule.id)
+    return RuleDetail.model_validate(rule.model_dump() | {"lane_depth": depth})
 
 
 @router.patch("/{rule_id}", response_model=Rule, responses=problems(404))

@@ -1,6 +1,7 @@
 """``/services``: the APIs and brokers the hub delivers to (credentials never shown; a new
 signing secret is shown once, in the response of the write that made it)."""
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -8,15 +9,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query
 from pydantic import ValidationError
+from temporalio.service import RPCError
 
 from hub.api.deps import StateDep, StoreDep, sync_index
 from hub.api.errors import invalid_patch
 from hub.api.examples import EXAMPLES
-from hub.api.schemas import RotateIn, ServiceNamePath, ServiceOut, ServiceSaved, problems
+from hub.api.schemas import (
+    RotateIn,
+    ServiceDetail,
+    ServiceNamePath,
+    ServiceOut,
+    ServiceResumed,
+    ServiceSaved,
+    problems,
+)
+from hub.core.control import HoldReason
 from hub.core.models import ServiceIn, ServicePatch
+from hub.engine.hold_counts import held_counts
+from hub.engine.holds import wake_held
 from hub.secrets import SecretKeyError
 
 router = APIRouter(prefix="/services", tags=["services"])
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -57,10 +71,41 @@ async def create_service(
     return ServiceSaved.of(service)
 
 
-@router.get("/{name}", response_model=ServiceOut, responses=problems(404))
-async def get_service(name: ServiceNamePath, store: StoreDep) -> ServiceOut:
-    """One service (credentials only as has_token / has_inbound_token)."""
-    return ServiceOut.of(await store.services.get(name))
+@router.get("/{name}", response_model=ServiceDetail, responses=problems(404))
+async def get_service(name: ServiceNamePath, state: StateDep) -> ServiceDetail:
+    """One service (credentials only as has_token / has_inbound_token), with how many of its
+    deliveries are held, and why (null when Temporal is unreachable)."""
+    detail = ServiceDetail.of(await state.store.services.get(name))
+    counts = await held_counts(state.temporal, name)
+    if counts is not None:
+        detail.held = counts.total
+        detail.held_by_reason = {HoldReason(r): n for r, n in counts.by_reason.items()}
+    return detail
+
+
+@router.post("/{name}/pause", response_model=ServiceOut, responses=problems(404))
+async def pause_service(name: ServiceNamePath, state: StateDep) -> ServiceOut:
+    """Hold every delivery to the service: new and in-flight ones wait in their workflows,
+    using no attempts, until resumed (or their max_hold, then the DLQ). Pausing a paused
+    service changes nothing."""
+    service = await state.store.services.set_paused(name, True)
+    await sync_index(state)
+    return ServiceOut.of(service)
+
+
+@router.post("/{name}/resume", response_model=ServiceResumed, responses=problems(404))
+async def resume_service(name: ServiceNamePath, state: StateDep) -> ServiceResumed:
+    """Let the service's deliveries go again, and wake the held ones: they go out at the
+    service's rate (or HUB_RELEASE_RATE), not all at once. ``woken`` is null when Temporal is
+    unreachable; the resume still holds, and they wake on their own timers."""
+    service = await state.store.services.set_paused(name, False)
+    await sync_index(state)
+    try:
+        woken: int | None = await wake_held(state.temporal, name)
+    except (RuntimeError, RPCError, OSError) as err:
+        log.warning("resume %s: held deliveries not woken now: %s", name, err)
+        woken = None
+    return ServiceResumed.model_validate(ServiceOut.of(service).model_dump() | {"woken": woken})
 
 
 @router.patch(

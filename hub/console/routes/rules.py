@@ -22,14 +22,17 @@ from hub.console.rendering import PageError, render
 from hub.console.routes.services import done, hub_state, placed, sync_index
 from hub.console.session import Session
 from hub.core import templating
+from hub.core.control import MISSING_KEY, PRIORITY_DEFAULT
 from hub.core.models import Event, HttpMethod, Rule, RuleIn, RulePatch
+from hub.engine.hold_counts import lane_depth
 from hub.engine.state import HubState
 from hub.store import NotFoundError
 
 router = APIRouter()
 
-RULE_FIELDS = ("event", "service", "method", "endpoint", "template")
+RULE_FIELDS = ("event", "service", "method", "endpoint", "template", "priority", "order_key")
 METHODS = [(m.value, m.value) for m in HttpMethod]
+PRIORITIES = [("1", "1 (first)"), ("2", "2"), ("3", "3 (default)"), ("4", "4"), ("5", "5 (last)")]
 SAMPLE_DATA = '{\n  "id": 42,\n  "user": {"id": 7, "email": "ada@example.com"}\n}'
 """The sample event data a new preview starts from."""
 # RuleIn's own checks are about the template.
@@ -118,7 +121,9 @@ async def _form(
     rule_id: int | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    services = [s.name for s in await hub_state(request).store.services.all()]
+    state = hub_state(request)
+    services = [s.name for s in await state.store.services.all()]
+    depth = await lane_depth(state.temporal, rule_id) if rule_id else None
     sample = values.get("sample_data") or SAMPLE_DATA
     shown = preview(
         values.get("template", ""), sample, values.get("event", ""), _payload_limit(request)
@@ -133,6 +138,9 @@ async def _form(
         rule_id=rule_id,
         services=[(name, name) for name in services],
         methods=METHODS,
+        priorities=PRIORITIES,
+        missing_key=MISSING_KEY,
+        lane_depth=depth,
         preview=shown,
     )
 
@@ -157,7 +165,8 @@ async def new_rule(
     request: Request, session: SessionDep, service: str | None = None
 ) -> HTMLResponse:
     """The empty form (the service preselected when given)."""
-    return await _form(request, session, values={"method": "POST", "service": service or ""})
+    values = {"method": "POST", "service": service or "", "priority": PRIORITY_DEFAULT}
+    return await _form(request, session, values=values)
 
 
 @router.post("/rules", response_class=HTMLResponse)
@@ -193,8 +202,13 @@ async def update_rule(request: Request, rule_id: int, session: WriterDep) -> Res
     current = await _rule(state, rule_id, session)
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf"}
-    patch = {k: values[k] for k in ("event", "service", "method") if values.get(k)}
+    patch: dict[str, str | None] = {
+        k: values[k] for k in ("event", "service", "method") if values.get(k)
+    }
     patch |= {k: values.get(k, "") for k in ("endpoint", "template")}
+    if values.get("priority"):
+        patch["priority"] = values["priority"]
+    patch["order_key"] = values.get("order_key", "").strip() or None
     try:
         rule = await state.store.rules.update(rule_id, RulePatch.model_validate(patch))
     except ValidationError as err:

@@ -29,6 +29,7 @@ from hub.core.models import (
     ServicePatch,
     ServiceType,
 )
+from hub.engine.hold_counts import HeldCounts, held_counts, held_totals
 from hub.engine.state import HubState
 from hub.secrets import SecretKeyError
 from hub.store import ConflictError, NotFoundError, StoreError
@@ -37,7 +38,15 @@ router = APIRouter()
 
 SECRET_FIELDS = ("token", "inbound_token", "inbound_secret")
 """Write-only fields: never rendered, never echoed back into a form."""
-NUMBER_FIELDS = ("timeout", "max_attempts", "backoff", "cb_threshold", "cb_cooldown")
+NUMBER_FIELDS = (
+    "timeout",
+    "max_attempts",
+    "backoff",
+    "cb_threshold",
+    "cb_cooldown",
+    "weight",
+    "max_hold",
+)
 CREATE_FIELDS = (
     "name",
     "type",
@@ -47,6 +56,7 @@ CREATE_FIELDS = (
     "sign",
     *NUMBER_FIELDS,
     "response_queue",
+    "rate",
 )
 TYPES = [(t.value, t.value.upper()) for t in ServiceType]
 AUTH_TYPES = [(a.value, a.value) for a in AuthType]
@@ -105,6 +115,8 @@ def _values(service: Service) -> dict[str, Any]:
     current = [k.scheme.value for k in service.signing_keys if k.expires_at is None]
     values["signing"] = current[0] if current else None
     values["sign"] = ""
+    paused = service.paused_at
+    values["paused_since"] = f"{paused:%Y-%m-%d %H:%M:%S} UTC" if paused else None
     return values
 
 
@@ -146,6 +158,7 @@ async def services_page(
     services = await state.store.services.all()
     circuits: dict[str, Circuit] = {c.service: c for c in await state.store.circuits.all()}
     errors = await _last_errors(state, services)
+    held = await held_totals(state.temporal, [s.name for s in services])
     return render(
         request,
         "services.html",
@@ -153,6 +166,7 @@ async def services_page(
         services=[_values(s) for s in services],
         circuits=circuits,
         last_errors=errors,
+        held=held,
         saved=saved if saved in {s.name for s in services} else None,
         deleted=deleted if deleted and re.fullmatch(NAME_PATTERN, deleted) else None,
     )
@@ -166,6 +180,7 @@ def _form(
     errors: dict[str, str] | None = None,
     editing: bool = False,
     status_code: int = 200,
+    held: HeldCounts | None = None,
 ) -> HTMLResponse:
     return render(
         request,
@@ -178,6 +193,7 @@ def _form(
         types=TYPES,
         auth_types=AUTH_TYPES,
         sign_options=SIGN_EDIT if editing else SIGN_NEW,
+        held=held,
     )
 
 
@@ -227,9 +243,12 @@ async def create_service(request: Request, session: WriterDep) -> Response:
 
 @router.get("/services/{name}", response_class=HTMLResponse)
 async def edit_service(request: Request, name: str, session: SessionDep) -> HTMLResponse:
-    """The edit form (name and type are fixed, as in ``hub service update``)."""
-    service = await _service(hub_state(request), name, session)
-    return _form(request, session, values=_values(service), editing=True)
+    """The edit form (name and type are fixed, as in ``hub service update``), with the pause
+    state and how many deliveries are held."""
+    state = hub_state(request)
+    service = await _service(state, name, session)
+    held = await held_counts(state.temporal, service.name)
+    return _form(request, session, values=_values(service), editing=True, held=held)
 
 
 def _patch(values: dict[str, Any], current: Service) -> dict[str, Any]:
@@ -244,6 +263,7 @@ def _patch(values: dict[str, Any], current: Service) -> dict[str, Any]:
     if sign:
         patch["sign"] = None if sign == "off" else sign
     patch["response_queue"] = values.get("response_queue")
+    patch["rate"] = values.get("rate")
     return patch
 
 

@@ -136,6 +136,8 @@ class Outcome(StrEnum):
     NO_MATCH = "no_match"
     PENDING = "pending"
     """Set when the workflow starts: still delivering (or waiting for the hub's database)."""
+    PAUSED = "paused"
+    """A delivery waits because an operator paused its service (HubHeld says which)."""
     HELD = "held"
     """A delivery waits without using attempts: its service is paused, its circuit is open,
     its rate is spent, or its lane is busy (HubHeld says which)."""
