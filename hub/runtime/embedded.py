@@ -137,9 +137,32 @@ class TemporalDevServer:
         process = self.spawn()
         try:
             wait_for_port(self.port, self.host, timeout, process)
+            self.wait_until_serving(timeout, process)
         except DevStackError:
             self.stop()
             raise
+
+    def wait_until_serving(self, timeout: float, process: subprocess.Popen[bytes]) -> None:
+        """Wait until the frontend says it is healthy: it listens a moment before it serves
+        (a client connecting then gets "Frontend is not healthy yet")."""
+        deadline = time.monotonic() + timeout
+        # An API call, not the gRPC health check: that says SERVING before the frontend's
+        # own readiness, which every call (a client's connect too) is refused by until then.
+        probe = [temporal_binary(), "operator", "namespace", "describe", "--address"]
+        probe += [self.address, "--namespace", "default", "--output", "json"]
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DevStackError(f"the Temporal server exited with code {process.returncode}")
+            try:
+                checked = subprocess.run(probe, capture_output=True, timeout=10, check=False)
+            except subprocess.TimeoutExpired:
+                continue
+            if checked.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise DevStackError(
+            f"the Temporal server on {self.address} was not healthy in {timeout:g}s"
+        )
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for it (a restart on the same port and file)."""
