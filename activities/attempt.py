@@ -210,8 +210,7 @@ class DeliveryAttempt:
             payload = await self._store.claims.get(delivery.payload_ref)
             delivery = delivery.model_copy(update={"payload": payload})
         try:
-            fresh = held in (HoldReason.CIRCUIT_OPEN, HoldReason.THROTTLED)
-            permit = await self._breaker.admit(service, fresh=fresh)
+            permit = await self._breaker.admit(service)
         except CircuitOpenError as err:
             raise self._hold(service, HoldReason.CIRCUIT_OPEN, err.retry_in, held) from None
         except ThrottledError as err:

@@ -9,12 +9,13 @@ Cost on the hot path: outcomes ride on the statement that writes the attempt's l
 every statement returns the circuit's new state, which this worker then trusts for
 ``cache_seconds`` (default 1 s). A delivery to a healthy service therefore usually costs no
 extra round trip; at most one check per service per ``cache_seconds`` goes to the database.
-The price is that another worker's opening of a circuit (or a manual reset) can take up to
-``cache_seconds`` to be noticed here.
+The price is that another worker's opening of a circuit can take up to ``cache_seconds`` to
+be noticed here. Only grants come from the cache: a refusal (which holds the delivery) is
+always read from the row, so a manual reset or a closing probe is seen at once.
 
 The same row paces the service: a 429's Retry-After, written by the statement that records
-that attempt, throttles the whole service (ThrottledError) until it passes, and the cached
-reading carries it, so the throttle costs no extra round trip either.
+that attempt, throttles the whole service (ThrottledError) until it passes; a cached reading
+with a throttle grants nothing, so the next call reads the row.
 
 Transitions are counted (hub_circuit_transitions_total) by the worker whose statement made
 them: a granted probe enters half_open, and a recorded outcome that changed the row and left
@@ -86,22 +87,22 @@ class CircuitBreaker:
         self._cache: dict[int, _Cached] = {}
         self._metrics = metrics or HubMetrics()
 
-    async def admit(self, service: Service, *, fresh: bool = False) -> Permit:
+    async def admit(self, service: Service) -> Permit:
         """A permit for one call, or CircuitOpenError (ThrottledError while a 429's
-        Retry-After lasts) without any I/O towards the service. ``fresh``: read the row,
-        not the cache (a held delivery re-checking: it may have been woken by a reset)."""
-        now = time.monotonic()
-        cached = None if fresh else self._cache.get(service.id)
-        if cached is not None and now - cached.at < self._cache_seconds:
-            reading = cached.reading
-            throttled = cached.throttle_in - (now - cached.at)
-            if reading.state is CircuitState.CLOSED:
-                if throttled > 0:
-                    raise ThrottledError(service.name, throttled)
-                return Permit(service.id)
-            remaining = reading.retry_in - (now - cached.at)
-            if reading.state is CircuitState.OPEN and remaining > 0:
-                raise CircuitOpenError(service.name, reading.state, remaining)
+        Retry-After lasts) without any I/O towards the service.
+
+        Only a grant is served from the cache: a refusal is always read from the row, so a
+        reset (or another worker's probe closing the circuit) is seen at once, and a
+        delivery is never held for a state that has already ended.
+        """
+        cached = self._cache.get(service.id)
+        if (
+            cached is not None
+            and time.monotonic() - cached.at < self._cache_seconds
+            and cached.reading.state is CircuitState.CLOSED
+            and cached.throttle_in <= 0
+        ):
+            return Permit(service.id)
 
         owner = uuid.uuid4().hex
         probe_ttl = service.timeout + self._probe_margin

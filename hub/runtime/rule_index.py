@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 
-from hub.core.matching import matches
+from hub.core.matching import PatternIndex
 from hub.core.models import Service
 from hub.store import UNAVAILABLE_ERRORS, Listener, Store, StoreUnavailable
 from hub.store.rules import IndexSnapshot, RuleTarget
@@ -40,6 +40,7 @@ class RuleIndex:
         self._listener: Listener | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._down_since: float | None = None
+        self._patterns: tuple[IndexSnapshot, PatternIndex] | None = None
 
     @property
     def version(self) -> int:
@@ -91,7 +92,9 @@ class RuleIndex:
     async def match(self, event_name: str, min_version: int = 0) -> list[RuleTarget]:
         """The enabled rules (with their services) that an event name matches, by rule id."""
         snapshot = await self.refresh(min_version)
-        return [t for t in snapshot.targets if matches(t.rule.event, event_name)]
+        if self._patterns is None or self._patterns[0] is not snapshot:
+            self._patterns = (snapshot, PatternIndex([t.rule.event for t in snapshot.targets]))
+        return [snapshot.targets[i] for i in self._patterns[1].positions(event_name)]
 
     async def service(self, service_id: int, min_version: int = 0) -> Service | None:
         """An enabled service by id, or None if it is disabled or gone."""
