@@ -48,6 +48,7 @@ from temporalio.client import Client, WorkflowHandle
 from hub.client import HubClient
 from hub.config import Settings
 from hub.core.models import DispatchResult, LogEntryIn, LogStatus, RuleIn, ServiceIn
+from hub.engine.worker import running_worker
 from hub.runtime.breaker import CircuitBreaker, Permit
 from hub.runtime.connections import connect_temporal
 from hub.runtime.embedded import TemporalDevServer, free_port, port_in_use
@@ -712,11 +713,18 @@ async def start_stack(
         "HUB_EGRESS_ALLOW": "127.0.0.1",
     }
     workers = [
-        children.start(f"worker-{i}", [sys.executable, "worker.py"], tmp / f"worker-{i}.log", env)
-        for i in range(args.workers)
+        children.start(
+            f"worker-{i}",
+            [sys.executable, "worker.py"],
+            tmp / f"worker-{i}.log",
+            {**env, "HUB_METRICS_PORT": "0"},  # no /metrics: several workers, other benches
+        )
+        for i in range(0 if args.in_process else args.workers)
     ]
     stack.push_async_callback(children.stop, workers)
     groups["hub_workers"] = [w.process for w in workers]
+    if args.in_process:  # run_phases starts the worker here; its CPU includes the emitter's
+        groups["hub_workers"] = groups.pop("bench")
     waits = [w.ready("worker on task queue") for w in workers]
     groups["baseline_worker"] = []
     if "baseline" not in args.skip:
@@ -739,11 +747,21 @@ async def run_phases(
     args: argparse.Namespace, up: Stack, stack: contextlib.AsyncExitStack
 ) -> dict[str, Any]:
     """Configure the hub, run every phase not skipped, and gather the figures."""
-    settings = Settings(database_url=up.dsn, temporal_address=up.address, task_queue=up.hub_queue)
+    settings = Settings(
+        database_url=up.dsn,
+        temporal_address=up.address,
+        task_queue=up.hub_queue,
+        egress_allow="127.0.0.1",
+    )
     store = await stack.enter_async_context(Store.open(up.dsn, max_size=4))
-    temporal = await connect_temporal(settings)
+    if args.in_process:  # as hub dev and hub api --with-worker run: one client for both
+        running = await stack.enter_async_context(running_worker(settings))
+        temporal = running.client
+    else:
+        temporal = await connect_temporal(settings)
+    eager = args.in_process and not args.no_eager
     hub = await stack.enter_async_context(
-        HubClient.connect(settings, temporal=temporal, store=store)
+        HubClient.connect(settings, temporal=temporal, store=store, eager_start=eager)
     )
     await configure(store, hub, up.sink_url)
     baseline = await Client.connect(up.address)
@@ -829,7 +847,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any], wall: float) -> di
         lost=figures.pop("lost"),
         duplicated=figures.pop("duplicated"),
         n=args.events,
-        workers=args.workers,
+        workers=1 if args.in_process else args.workers,
+        emitter=emitter_shape(args),
         concurrency=args.concurrency,
         warmup=args.warmup,
         rate=args.rate,
@@ -850,6 +869,14 @@ def report(args: argparse.Namespace, figures: dict[str, Any], wall: float) -> di
         wall_s=round(wall, 1),
     )
     return out
+
+
+def emitter_shape(args: argparse.Namespace) -> str:
+    """Where the events are emitted from, relative to the worker."""
+    if not args.in_process:
+        return "separate process (workflows start through the task queue)"
+    how = "through the task queue" if args.no_eager else "eagerly"
+    return f"in the worker's process, on its client (workflows start {how})"
 
 
 def git_commit() -> str | None:
@@ -889,6 +916,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=PHASES,
         metavar="PHASE",
         help=f"skip a phase (repeatable): {', '.join(PHASES)}",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run one hub worker in this process on the emitter's client, as hub dev and "
+        "hub api --with-worker do (events start eagerly; its CPU includes the emitter's)",
+    )
+    parser.add_argument(
+        "--no-eager", action="store_true", help="with --in-process: start through the queue"
     )
     parser.add_argument("--temporal-address", help="use this Temporal server, start none")
     parser.add_argument(

@@ -65,9 +65,21 @@ def api_command(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="Serve without HUB_API_TOKEN (dev only).")
     ] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker",
+            help="Also run a worker in this process; events start on it eagerly (lower latency).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API (ingest, webhooks, admin; OpenAPI at /openapi.json) and the
-    console at /ui."""
+    console at /ui.
+
+    Without --with-worker the API is a stateless ingest face: it scales apart from the
+    workers and answers 503 while Temporal or PostgreSQL is down. With it, one process also
+    delivers, and each event's first workflow task skips the task queue (eager start).
+    """
     from hub.api import serve
     from hub.console import mount_console
 
@@ -81,6 +93,7 @@ def api_command(
             port=port,
             insecure_no_auth=insecure_no_auth,
             extend=lambda api: mount_console(api, settings),
+            with_worker=with_worker,
         )
 
 

@@ -20,10 +20,11 @@ from hub.core.models import (
     Event,
     Outcome,
 )
+from hub.core.models.lane import DEPTH, ENQUEUE, LaneInput, LaneLimits, Ticket
 from hub.engine.holds import count_in_lanes
 from tests.sink import HttpSink, Received, read_body
 from workflows.dispatch import DispatchEventWorkflow
-from workflows.lane import DEPTH, ENQUEUE, LaneInput, LaneLimits, LaneWorkflow, Ticket
+from workflows.lane import LaneWorkflow
 
 TEMPLATE = '{"user": {{data.user_id}}, "seq": {{data.seq}}}'
 

@@ -7,7 +7,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows.bookkeeping import bookkeeping
 from workflows.delivery import Failure, Holds, activity_cause, send
-from workflows.lane import LANE_TURN, LaneTurns
+from workflows.lane_turns import LaneTurns
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         summarize,
     )
+    from hub.core.models.lane import LANE_TURN
     from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
 
 

@@ -8,67 +8,29 @@ usual retries and holds, and the lane moves on when it has been delivered or dea
 See docs/ordering.md.
 """
 
-import asyncio
 from collections import deque
 from contextlib import suppress
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
-from workflows.delivery import Holds
-
 with workflow.unsafe.imports_passed_through():
     from activities.lanes import CLOSED, MISSING, LaneActivities
-    from hub.core.control import HoldReason, held_tags
-    from hub.core.models import Delivery
+    from hub.core.models.lane import (
+        DEPTH,
+        ENQUEUE,
+        LANE_DONE,
+        LANE_TURN,
+        LaneInput,
+        Ticket,
+    )
 
-ENQUEUE = "enqueue"
-LANE_TURN = "lane_turn"
-LANE_DONE = "lane_done"
-DEPTH = "depth"
-
-MAX_TICKETS = 500
-"""Tickets one run serves before it continues as new, so its history stays small."""
 RECENT_DONE = 1000
 """Event ids remembered after their turn, so a duplicate emit is not served twice."""
 MAX_CHECK = timedelta(minutes=5)
 DESCRIBE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
-
-
-class Ticket(BaseModel):
-    """An event's place in a lane: its id (deduplicates) and the workflow to give turns to."""
-
-    event_id: str
-    workflow_id: str
-
-
-class LaneLimits(BaseModel):
-    """How a lane paces itself; the emitter chooses them when it starts a lane."""
-
-    max_tickets: int = Field(default=MAX_TICKETS, ge=1)
-    idle_seconds: float = Field(default=60.0, gt=0)
-    """How long an empty lane waits for a ticket before it completes."""
-    check_seconds: float = Field(default=10.0, gt=0)
-    """How long a head may run before the lane checks that its workflow still exists (the
-    wait doubles, up to five minutes, while it keeps running)."""
-    start_grace_seconds: float = Field(default=120.0, gt=0)
-    """How long a head whose workflow does not exist yet (the emitter tickets first) is
-    waited for before it is skipped."""
-
-
-class LaneInput(BaseModel):
-    """A lane run's start: its queue and memory, carried across continue-as-new."""
-
-    lane: str
-    limits: LaneLimits = Field(default_factory=LaneLimits)
-    queue: list[Ticket] = Field(default_factory=list)
-    finished: list[str] = Field(default_factory=list)
-    """Queued events whose workflows already said lane_done (they had nothing to send)."""
-    done: list[str] = Field(default_factory=list)
-    """Event ids served recently, oldest first."""
 
 
 @workflow.defn
@@ -196,68 +158,3 @@ class LaneWorkflow:
         except FailureError:
             return False
         return True
-
-
-class LaneTurns:
-    """The event workflow's side of its lanes: wait for the turn, say when done.
-
-    A delivery whose lane the emitter ticketed waits for its turn (HubOutcome "held",
-    HubHeld naming the lane hold, through ``held``); one whose lane was not ticketed (an
-    emitter with an older rule index) is sent unordered, with a warning.
-    """
-
-    def __init__(self, held: Holds) -> None:
-        self._held = held
-        self._turns: set[str] = set()
-        self._ticketed: set[str] = set()
-        self._left: dict[str, int] = {}
-        self._warned = False
-
-    def turn(self, lane: str) -> None:
-        """The lane's signal: this event is its head."""
-        self._turns.add(lane)
-
-    async def open(self, event_id: str, ticketed: list[str], deliveries: list[Delivery]) -> None:
-        """Count each ticketed lane's deliveries; a lane with none is done at once."""
-        self._ticketed = set(ticketed)
-        for delivery in deliveries:
-            if delivery.lane in self._ticketed:
-                self._left[delivery.lane] = self._left.get(delivery.lane, 0) + 1
-        unused = [lane for lane in ticketed if lane not in self._left]
-        await asyncio.gather(*(self._done(lane, event_id) for lane in unused))
-
-    async def take(self, delivery: Delivery) -> bool:
-        """Wait for the delivery's turn in its lane; False if it is not ordered here."""
-        lane = delivery.lane
-        if lane is None:
-            return False
-        if lane not in self._ticketed:
-            if not self._warned:
-                self._warned = True
-                workflow.logger.warning(
-                    "delivery %s is sent unordered: its lane %s was not ticketed (an emitter "
-                    "with an older rule index, or a replay)",
-                    delivery.id,
-                    lane,
-                )
-            return False
-        if lane not in self._turns:
-            key = f"lane:{delivery.id}"
-            self._held.enter(key, held_tags(delivery.service, HoldReason.LANE, delivery.rule_id))
-            await workflow.wait_condition(lambda: lane in self._turns)
-            self._held.leave(key)
-        return True
-
-    async def release(self, delivery: Delivery) -> None:
-        """The delivery is delivered or dead-lettered: the lane may go on once all of this
-        event's deliveries in it are."""
-        assert delivery.lane is not None
-        self._left[delivery.lane] -= 1
-        if self._left[delivery.lane] == 0:
-            await self._done(delivery.lane, delivery.event_id)
-
-    async def _done(self, lane: str, event_id: str) -> None:
-        try:
-            await workflow.get_external_workflow_handle(lane).signal(LANE_DONE, event_id)
-        except FailureError as err:
-            workflow.logger.warning("lane %s could not be told %s is done: %s", lane, event_id, err)

@@ -33,6 +33,7 @@ from hub.config import Settings
 from hub.engine.client import HubClient
 from hub.engine.replay import Replayer
 from hub.engine.state import HubState
+from hub.engine.worker import running_worker
 from hub.runtime.codec import HubCodec
 from hub.runtime.connections import connect_temporal, database_url
 from hub.runtime.metrics import HubMetrics
@@ -54,8 +55,14 @@ def create_app(
     store: Store | None = None,
     temporal: Client | None = None,
     metrics: HubMetrics | None = None,
+    eager_start: bool = False,
+    with_worker: bool = False,
 ) -> FastAPI:
     """The API application. ``store`` and ``temporal`` are used as given (and not closed).
+
+    ``eager_start`` says that ``temporal`` is the client of a worker running in this process
+    (``hub dev``), so events start eagerly on it. ``with_worker`` runs such a worker in the
+    app's lifespan (``hub api --with-worker``) and starts events eagerly on it.
 
     With a token in ``settings.api_token`` (at least 16 characters), every route but
     /healthz, the OpenAPI schema and the docs pages needs it, /metrics too unless
@@ -63,18 +70,7 @@ def create_app(
     the app is built only when ``insecure_no_auth`` says so. ``metrics`` is the registry
     /metrics serves (``hub dev`` passes its worker's); a new one by default.
     """
-    token = _api_token(settings)
-    if token is None and not insecure_no_auth:
-        raise RuntimeError("HUB_API_TOKEN is not set: set it, or start with --insecure-no-auth")
-    viewer = _token(settings.viewer_token)
-    for name, value in (("HUB_API_TOKEN", token), ("HUB_VIEWER_TOKEN", viewer)):
-        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
-            raise RuntimeError(
-                f"{name} is too short: use at least {MIN_TOKEN_CHARS} characters, e.g. "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-    if viewer is not None and token is not None and viewer == token:
-        raise RuntimeError("HUB_VIEWER_TOKEN must differ from HUB_API_TOKEN")
+    token, viewer = _checked_tokens(settings, insecure_no_auth)
     app = FastAPI(
         title="temporal-hub",
         version=__version__,
@@ -82,7 +78,7 @@ def create_app(
             "Events in, durable deliveries out. Authenticate with "
             "`Authorization: Bearer <HUB_API_TOKEN>`; webhooks use the service's inbound token."
         ),
-        lifespan=_lifespan(settings, store, temporal),
+        lifespan=_lifespan(settings, store, temporal, eager_start, with_worker),
     )
     app.state.api_token = token
     app.state.viewer_token = viewer if token is not None else None
@@ -109,6 +105,26 @@ def create_app(
     return app
 
 
+def _checked_tokens(
+    settings: Settings, insecure_no_auth: bool
+) -> tuple[SecretStr | None, SecretStr | None]:
+    """The API and viewer tokens; RuntimeError if the API would be open unasked, a token
+    is guessable, or the two are the same."""
+    token = _api_token(settings)
+    if token is None and not insecure_no_auth:
+        raise RuntimeError("HUB_API_TOKEN is not set: set it, or start with --insecure-no-auth")
+    viewer = _token(settings.viewer_token)
+    for name, value in (("HUB_API_TOKEN", token), ("HUB_VIEWER_TOKEN", viewer)):
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise RuntimeError(
+                f"{name} is too short: use at least {MIN_TOKEN_CHARS} characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+    if viewer is not None and token is not None and viewer == token:
+        raise RuntimeError("HUB_VIEWER_TOKEN must differ from HUB_API_TOKEN")
+    return token, viewer
+
+
 def _api_token(settings: Settings) -> SecretStr | None:
     """The configured API token; an empty one counts as unset."""
     return _token(settings.api_token)
@@ -119,17 +135,31 @@ def _token(token: SecretStr | None) -> SecretStr | None:
     return token if token and token.get_secret_value() else None
 
 
-def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) -> Lifespan:
+def _lifespan(
+    settings: Settings,
+    store: Store | None,
+    temporal: Client | None,
+    eager_start: bool,
+    with_worker: bool,
+) -> Lifespan:
     """The lifespan: opens a store and a Temporal client unless handed in, then the shared
     ``HubState`` (``app.state.api``); on shutdown it closes only what it opened.
 
     Neither waits for its server: the pool has no connection to open at start, and the
-    Temporal client is lazy, so the API serves (503s) while either is down.
+    Temporal client is lazy, so the API serves (503s) while either is down. With
+    ``with_worker`` it first starts a worker (which waits for both) and uses its client.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            client = temporal
+            eager = eager_start
+            if with_worker:
+                running = await stack.enter_async_context(
+                    running_worker(settings, temporal=temporal, metrics=app.state.metrics)
+                )
+                client, eager = running.client, True
             own_store = store
             if own_store is None:
                 dsn = await asyncio.to_thread(database_url, settings)
@@ -137,9 +167,9 @@ def _lifespan(settings: Settings, store: Store | None, temporal: Client | None) 
                 own_store = await stack.enter_async_context(
                     Store.open(dsn, box=box, egress=settings.egress_policy, min_size=0)
                 )
-            client = temporal or await connect_temporal(settings, lazy=True)
+            client = client or await connect_temporal(settings, lazy=True)
             hub = await stack.enter_async_context(
-                HubClient.connect(settings, temporal=client, store=own_store)
+                HubClient.connect(settings, temporal=client, store=own_store, eager_start=eager)
             )
             replayer = Replayer(client, own_store, settings.task_queue)
             app.state.api = HubState(own_store, client, hub, replayer, app.state.metrics)
@@ -155,10 +185,12 @@ def serve(
     port: int,
     insecure_no_auth: bool = False,
     extend: Callable[[FastAPI], None] | None = None,
+    with_worker: bool = False,
 ) -> None:
     """Run the API with uvicorn until interrupted (raises before listening if unsafe);
-    ``extend`` adds to the app first (``hub api`` mounts the console with it)."""
-    app = create_app(settings, insecure_no_auth=insecure_no_auth)
+    ``extend`` adds to the app first (``hub api`` mounts the console with it);
+    ``with_worker`` runs a worker in the same process, which events start on eagerly."""
+    app = create_app(settings, insecure_no_auth=insecure_no_auth, with_worker=with_worker)
     if extend is not None:
         extend(app)
     if app.state.api_token is None:

@@ -158,8 +158,13 @@ async def _serve_dev(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     metrics = HubMetrics()  # one registry: the API's /metrics shows the worker's counters too
-    async with running_worker(settings, metrics=metrics), contextlib.AsyncExitStack() as stack:
-        app = create_app(settings, metrics=metrics)
+    async with (
+        running_worker(settings, metrics=metrics) as running,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        # The API emits on the worker's own client, so each event's first workflow task
+        # is handed straight to this worker (eager start) instead of through the queue.
+        app = create_app(settings, metrics=metrics, temporal=running.client, eager_start=True)
         mount_console(app, settings)
         server, task = await serve_in_background(app, host, ports.api)
         stack.push_async_callback(stop_server, server, task)

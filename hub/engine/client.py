@@ -27,6 +27,7 @@ from hub.core.claims import EVENT_INLINE_MAX, claim_key
 from hub.core.control import lane_id, order_value
 from hub.core.limits import EventTooLarge, event_bytes
 from hub.core.models import DispatchInput, DispatchResult, EmitResult, Event, Outcome
+from hub.core.models.lane import ENQUEUE, LaneInput, LaneLimits, Ticket
 from hub.core.tracing import span
 from hub.core.visibility import HUB_EVENT_ID, HUB_EVENT_NAME, HUB_OUTCOME, HUB_SERVICES
 from hub.runtime.connections import connect_temporal, database_url
@@ -34,7 +35,7 @@ from hub.runtime.rule_index import RuleIndex
 from hub.store import Store, StoreUnavailable
 from hub.store.rules import RuleTarget
 from workflows.dispatch import DispatchEventWorkflow
-from workflows.lane import ENQUEUE, LaneInput, LaneLimits, LaneWorkflow, Ticket
+from workflows.lane import LaneWorkflow
 
 
 def workflow_id_for(event_id: str) -> str:
@@ -54,6 +55,7 @@ class HubClient:
         task_queue: str,
         max_event_bytes: int,
         lane_limits: LaneLimits | None = None,
+        eager_start: bool = False,
     ) -> None:
         self.temporal = temporal
         self.index = index
@@ -62,6 +64,10 @@ class HubClient:
         self.max_event_bytes = max_event_bytes
         self.lane_limits = lane_limits or LaneLimits()
         """How the lanes this client starts pace themselves (workflows.lane)."""
+        self.eager_start = eager_start
+        """Ask the server to hand an event's first workflow task straight back to a worker
+        that runs on ``temporal`` (the same Client object) in this process: it skips the
+        task queue's round trip. Only for emitters that share a process with a worker."""
 
     @classmethod
     @asynccontextmanager
@@ -71,8 +77,12 @@ class HubClient:
         *,
         temporal: Client | None = None,
         store: Store | None = None,
+        eager_start: bool = False,
     ) -> AsyncIterator["HubClient"]:
-        """Connect to Temporal and the rule store (both from settings unless given)."""
+        """Connect to Temporal and the rule store (both from settings unless given).
+
+        ``eager_start`` only helps when ``temporal`` is the client a running worker on the
+        hub's task queue was built with (``hub dev``, ``hub api --with-worker``)."""
         settings = settings or Settings()
         temporal = temporal or await connect_temporal(settings)
         async with AsyncExitStack() as stack:
@@ -89,6 +99,7 @@ class HubClient:
                 store,
                 task_queue=settings.task_queue,
                 max_event_bytes=settings.max_event_bytes,
+                eager_start=eager_start,
             )
 
     async def emit(
@@ -197,6 +208,7 @@ class HubClient:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 priority=priority,
+                request_eager_start=self.eager_start,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(HUB_EVENT_NAME, event.name),
