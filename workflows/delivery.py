@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from hub.core.control import HoldReason, held_tags
     from hub.core.models import AttemptResult, Delivery, LogUpdate, Outcome, ServiceType
-    from hub.core.visibility import HUB_HELD, HUB_OUTCOME
+    from hub.core.visibility import HUB_HELD, HUB_OUTCOME, fit_keyword_list
 
 # Time the activity may take beyond the service's own timeout (logging, connecting).
 ACTIVITY_MARGIN = timedelta(seconds=10)
@@ -105,7 +105,7 @@ class Holds:
 
     def _publish(self) -> None:
         if self._tags:
-            union = sorted({tag for tags in self._tags.values() for tag in tags})
+            union = fit_keyword_list(sorted({t for tags in self._tags.values() for t in tags}))
             paused = any(tag.endswith(f":{HoldReason.PAUSED.value}") for tag in union)
             shown = Outcome.PAUSED if paused else Outcome.HELD
             workflow.upsert_search_attributes(

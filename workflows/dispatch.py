@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         summarize,
     )
     from hub.core.models.lane import LANE_TURN
-    from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES
+    from hub.core.visibility import HUB_OUTCOME, HUB_SERVICES, fit_keyword_list
 
 
 @workflow.defn
@@ -56,7 +56,7 @@ class DispatchEventWorkflow:
             workflow.upsert_search_attributes([HUB_OUTCOME.value_set(Outcome.NO_MATCH.value)])
             return DispatchResult(event_id=event.id, outcome=Outcome.NO_MATCH)
 
-        services = sorted({d.service for d in plan.deliveries})
+        services = fit_keyword_list(sorted({d.service for d in plan.deliveries}))
         # The emitter set HubServices from its own index; correct it only if rules changed.
         if workflow.info().typed_search_attributes.get(HUB_SERVICES) != services:
             workflow.upsert_search_attributes([HUB_SERVICES.value_set(services)])

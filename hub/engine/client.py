@@ -29,7 +29,13 @@ from hub.core.limits import EventTooLarge, event_bytes
 from hub.core.models import DispatchInput, DispatchResult, EmitResult, Event, Outcome
 from hub.core.models.lane import ENQUEUE, LaneInput, LaneLimits, Ticket
 from hub.core.tracing import span
-from hub.core.visibility import HUB_EVENT_ID, HUB_EVENT_NAME, HUB_OUTCOME, HUB_SERVICES
+from hub.core.visibility import (
+    HUB_EVENT_ID,
+    HUB_EVENT_NAME,
+    HUB_OUTCOME,
+    HUB_SERVICES,
+    fit_keyword_list,
+)
 from hub.runtime.connections import connect_temporal, database_url
 from hub.runtime.rule_index import RuleIndex
 from hub.store import Store, StoreUnavailable
@@ -213,7 +219,7 @@ class HubClient:
                     [
                         SearchAttributePair(HUB_EVENT_NAME, event.name),
                         SearchAttributePair(HUB_EVENT_ID, event.id),
-                        SearchAttributePair(HUB_SERVICES, services),
+                        SearchAttributePair(HUB_SERVICES, fit_keyword_list(services)),
                         SearchAttributePair(HUB_OUTCOME, Outcome.PENDING.value),
                     ]
                 ),
