@@ -5,7 +5,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from hub.core.models import ServiceIn
+from hub.core.models import RuleIn, ServiceIn
+from hub.runtime.rule_index import RuleIndex
 from hub.store import Store, migrate, migration_files
 
 
@@ -48,3 +49,21 @@ async def test_every_configuration_change_bumps_the_version(store: Store, unique
     after_create = await store.rules.config_version()
     await store.services.delete(f"{unique}-v")
     assert before < after_create < await store.rules.config_version()
+
+
+async def test_rule_index_keeps_its_snapshot_while_the_version_stands(store: Store, unique):
+    """Past its TTL the index asks only for the version: the same snapshot (and its pattern
+    index) serves until a change, which a reload then brings in."""
+    index = RuleIndex(store, ttl=0.0)  # every call is past the TTL
+    await index.start()
+    try:
+        first = await index.refresh()
+        assert await index.refresh() is first
+        service = await store.services.create(ServiceIn(name=f"{unique}-idx", base_url="http://h"))
+        await store.rules.create(RuleIn(event=f"{unique}.idx", service=service.name))
+        changed = await index.refresh()
+        assert changed is not first
+        assert changed.version == await store.rules.config_version()
+        assert [t.rule.event for t in await index.match(f"{unique}.idx")] == [f"{unique}.idx"]
+    finally:
+        await index.close()

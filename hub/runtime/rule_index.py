@@ -108,6 +108,17 @@ class RuleIndex:
         return time.monotonic() - self._loaded_at > self._ttl
 
     async def _reload(self) -> IndexSnapshot:
+        """Load a new snapshot; when only the TTL ran out and the version has not moved, keep
+        the one in hand (one small query instead of every rule, and no new pattern index:
+        178 ms at 10,000 rules, bench/results.md)."""
+        current = self._snapshot
+        if (
+            current is not None
+            and self._announced <= current.version
+            and await self._store.rules.config_version() == current.version
+        ):
+            self._loaded_at = time.monotonic()
+            return current
         snapshot = self._snapshot = await self._store.rules.snapshot()
         self._loaded_at = time.monotonic()
         return snapshot
