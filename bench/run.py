@@ -1,7 +1,8 @@
 """The hub's end-to-end benchmark: throughput, latency, fan-out and refusals, on one machine.
 
     .venv/bin/python bench/run.py [-n 500] [--workers 1] [--latency-seconds 30] [--rate 10]
-                                  [--concurrency 50] [--skip PHASE ...]
+                                  [--concurrency 50] [--aged-events 10000] [--skip PHASE ...]
+                                  [--in-process [--no-eager]]
                                   [--temporal-address HOST:PORT] [--dsn postgresql://…]
 
 Starts everything it measures as separate processes, the way production runs them: a Temporal
@@ -9,11 +10,14 @@ dev server with a database file and the WAL pragmas (as ``hub dev`` runs it), a 
 sink, ``python worker.py`` (--workers of them) and a bare-Temporal baseline worker. Creates a
 scratch PostgreSQL database and drops it at the end. Phases (each can be skipped):
 
+  latency   on the fresh server: --rate events/s for --latency-seconds (and as many bare
+            workflows, interleaved); emit-to-sink-arrival percentiles
   baseline  N bare workflows, one POST each: what Temporal alone manages here
   hub       N events through HubClient.emit, one matching rule each
-  latency   --rate events/s for --latency-seconds; emit-to-sink-arrival percentiles
   fanout    events matching 5 rules (5 services, one rule each)
-  failure   events to a service whose circuit is open: dead-lettered, no network call
+  failure   events to a service whose circuit is open: held for its max hold (1 s), then
+            dead-lettered, no network call
+  aged      events until the server has run --aged-events, then the latency phase again
 
 Prints ONE JSON line on stdout; progress goes to stderr. Not a test: run it by hand.
 """
@@ -56,11 +60,14 @@ from hub.store import Store, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
-PHASES = ("baseline", "hub", "latency", "fanout", "failure")
+PHASES = ("latency", "baseline", "hub", "fanout", "failure", "aged")
 FANOUT_SERVICES = 5
 FANOUT_SHAPE = f"{FANOUT_SERVICES} rules, each to its own service"
 TEMPLATE = '{"id": {{data.id}}, "user": "{{data.user}}", "event": "{{name}}"}'
 SAMPLE_EVERY = 0.2
+RESULT_WAITS = 400
+"""Results awaited at once: each is a long poll, and the server refuses a namespace more
+than about a thousand ("namespace concurrent poller limit exceeded")."""
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 25.0  # a hub worker waits up to 20 s for running activities
 # Lines of a child's log that deserve a look after the run.
@@ -373,12 +380,14 @@ async def run_all(
     Returns the seconds from the first start to the last result, and the results.
     """
     gate = asyncio.Semaphore(concurrency)
+    waits = asyncio.Semaphore(RESULT_WAITS)
 
     async def one(i: int) -> R:
         async with gate:
             handle = await start(i)
         progress()
-        result = await handle.result()
+        async with waits:
+            result = await handle.result()
         progress()
         return result
 
@@ -517,10 +526,69 @@ class Bench:
         self.check("hub", await self.records(), {("/hub", i) for i in ids})
 
     async def latency_phase(self) -> None:
-        rate, seconds = self.args.rate, self.args.latency_seconds
-        count = max(1, round(rate * seconds))
+        """Latency on a fresh server: the first phase."""
+        await self._latency("latency", "lat", "")
+
+    async def aged_phase(self) -> None:
+        """Latency again once the server has run --aged-events workflows: the last phase."""
+        count = max(0, self.args.aged_events - self.events)
+        if count:
+            say(f"aged: {count} more events first, {self.events} so far")
+            await self._emit_all("aged", "bench.hub", "age", count)
+            self.events += count
+            ids = self.event_ids("age", count)
+            self.check("aged-top-up", await self.records(), {("/hub", i) for i in ids})
+        self.figures["aged_after_events"] = self.events
+        await self._latency("aged", "alat", "aged_")
+
+    async def _latency(self, phase: str, tag: str, key: str) -> None:
+        """--rate events/s for --latency-seconds, the bare workflow interleaved at the same
+        rate; emit-to-arrival percentiles into the figures, under ``key`` + latency_pNN_ms."""
+        count = max(1, round(self.args.rate * self.args.latency_seconds))
         sent: dict[str, float] = {}
         emit_ms: list[float] = []
+        before = self.monitor.cpu()
+        workflow_ids, baseline = await self._paced(tag, count, sent, emit_ms)
+        # A delivered workflow has had its answer from the sink: the records are complete.
+        results = await asyncio.gather(*(self._result(w) for w in workflow_ids if w is not None))
+        self.outcomes[phase] = dict(Counter(r.outcome.value for r in results))
+        self.account(phase, before, count)
+
+        records = await self.records()
+        first: dict[tuple[str, str], float] = {}
+        for at, path, rid in records:
+            first.setdefault((path, rid), at)
+
+        def latencies_at(path: str) -> list[float]:
+            arrived = ((first.get((path, rid)), t) for rid, t in sent.items())
+            return [(at - t) * 1000 for at, t in arrived if at is not None]
+
+        latencies = latencies_at("/latency")
+        baseline_latencies = latencies_at("/baseline-latency")
+        for pct in (50, 95, 99):
+            for name, values in (("", latencies), ("baseline_", baseline_latencies)):
+                figure = percentile(values, pct) if values else None
+                self.figures[f"{key}{name}latency_p{pct}_ms"] = figure
+        self.figures[f"{key}latency_max_ms"] = max(latencies) if latencies else None
+        self.figures[f"{key}emit_p50_ms"] = percentile(emit_ms, 50)
+        self.figures[f"{key}latency_events"] = count
+        say(
+            f"{phase}: {count} events at {self.args.rate:g}/s, {len(latencies)} arrived,"
+            f" p50 {rounded(self.figures[f'{key}latency_p50_ms'], 1)} ms,"
+            f" p99 {rounded(self.figures[f'{key}latency_p99_ms'], 1)} ms"
+        )
+        expected = {("/latency", i) for i in self.event_ids(tag, count)}
+        if baseline:
+            expected |= {("/baseline-latency", i) for i in self.event_ids(f"b{tag}", count)}
+        self.check(phase, records, expected)
+
+    async def _paced(
+        self, tag: str, count: int, sent: dict[str, float], emit_ms: list[float]
+    ) -> tuple[list[str | None], bool]:
+        """Emit ``count`` events at --rate (and as many bare workflows, unless the baseline is
+        skipped), noting when each was sent; the events' workflow ids once all are started
+        and the bare ones done, and whether the bare ones ran."""
+        rate = self.args.rate
 
         async def timed_emit(event_id: str, i: int) -> str | None:
             sent[event_id] = time.time()
@@ -536,8 +604,6 @@ class Bench:
             sent[request_id] = time.time()
             return await self.start_baseline("/baseline-latency", request_id, i)
 
-        # The bare workflow runs at the same rate, interleaved, so both see the same server.
-        before = self.monitor.cpu()
         tasks: list[asyncio.Task[str | None]] = []
         baseline_tasks: list[asyncio.Task[WorkflowHandle[Any, int]]] = []
         began = time.perf_counter()
@@ -545,54 +611,21 @@ class Bench:
             delay = began + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(timed_emit(self.event_id("lat", i), i)))
+            tasks.append(asyncio.create_task(timed_emit(self.event_id(tag, i), i)))
             if "baseline" not in self.args.skip:
                 baseline_tasks.append(
-                    asyncio.create_task(timed_baseline(self.event_id("blat", i), i))
+                    asyncio.create_task(timed_baseline(self.event_id(f"b{tag}", i), i))
                 )
         workflow_ids = await asyncio.gather(*tasks)
         for handle in await asyncio.gather(*baseline_tasks):
             await handle.result()
+        return workflow_ids, bool(baseline_tasks)
 
-        async def result(workflow_id: str) -> DispatchResult:
-            handle = self.hub.temporal.get_workflow_handle(workflow_id, result_type=DispatchResult)
-            outcome = await handle.result()
-            self.progress()
-            return outcome
-
-        # A delivered workflow has had its answer from the sink: the records are complete.
-        results = await asyncio.gather(*(result(w) for w in workflow_ids if w is not None))
-        self.outcomes["latency"] = dict(Counter(r.outcome.value for r in results))
-        self.account("latency", before, count)
-
-        records = await self.records()
-        first: dict[tuple[str, str], float] = {}
-        for at, path, rid in records:
-            first.setdefault((path, rid), at)
-
-        def latencies_at(path: str) -> list[float]:
-            arrived = ((first.get((path, rid)), t) for rid, t in sent.items())
-            return [(at - t) * 1000 for at, t in arrived if at is not None]
-
-        latencies = latencies_at("/latency")
-        baseline_latencies = latencies_at("/baseline-latency")
-        for pct in (50, 95, 99):
-            self.figures[f"latency_p{pct}_ms"] = percentile(latencies, pct) if latencies else None
-            self.figures[f"baseline_latency_p{pct}_ms"] = (
-                percentile(baseline_latencies, pct) if baseline_latencies else None
-            )
-        self.figures["latency_max_ms"] = max(latencies) if latencies else None
-        self.figures["emit_p50_ms"] = percentile(emit_ms, 50)
-        self.figures["latency_events"] = count
-        say(
-            f"latency: {count} events at {rate:g}/s, {len(latencies)} arrived,"
-            f" p50 {rounded(self.figures['latency_p50_ms'], 1)} ms,"
-            f" p99 {rounded(self.figures['latency_p99_ms'], 1)} ms"
-        )
-        expected = {("/latency", i) for i in self.event_ids("lat", count)}
-        if baseline_tasks:
-            expected |= {("/baseline-latency", i) for i in self.event_ids("blat", count)}
-        self.check("latency", records, expected)
+    async def _result(self, workflow_id: str) -> DispatchResult:
+        handle = self.hub.temporal.get_workflow_handle(workflow_id, result_type=DispatchResult)
+        outcome = await handle.result()
+        self.progress()
+        return outcome
 
     async def fanout_phase(self) -> None:
         count = self.args.fanout_events
@@ -615,7 +648,7 @@ class Bench:
         self.account("failure", before, count)
         self.figures["failure_eps"] = count / elapsed
         self.figures["failure_network_requests"] = await self.arrived("/failure")
-        say(f"failure: {count} refused events in {elapsed:.2f}s")
+        say(f"failure: {count} held and dead-lettered events in {elapsed:.2f}s")
         self.check("failure", await self.records(), set(), paths={"/failure"})
 
 
@@ -638,7 +671,12 @@ async def configure(store: Store, hub: HubClient, sink_url: str) -> None:
         )
     broken = await store.services.create(
         ServiceIn(
-            name="bench-open", base_url=sink_url, cb_threshold=1, cb_cooldown=3600, max_attempts=1
+            name="bench-open",
+            base_url=sink_url,
+            cb_threshold=1,
+            cb_cooldown=3600,
+            max_attempts=1,
+            max_hold=1.0,  # held by the open circuit for a second, then dead-lettered
         )
     )
     await store.rules.create(
@@ -829,6 +867,12 @@ def report(args: argparse.Namespace, figures: dict[str, Any], wall: float) -> di
         "baseline_latency_p99_ms",
         "latency_max_ms",
         "emit_p50_ms",
+        "aged_after_events",
+        "aged_latency_p50_ms",
+        "aged_latency_p95_ms",
+        "aged_latency_p99_ms",
+        "aged_baseline_latency_p50_ms",
+        "aged_baseline_latency_p99_ms",
         "fanout_eps",
         "fanout_deliveries_per_s",
         "failure_eps",
@@ -905,6 +949,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="hub worker processes")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--rate", type=float, default=10.0, help="events/s in the latency phase")
+    parser.add_argument(
+        "--aged-events",
+        type=int,
+        default=10_000,
+        help="workflows the server has run before the aged phase measures latency again",
+    )
     parser.add_argument("--concurrency", type=int, default=50, help="workflow starts in flight")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured events before a phase")
     parser.add_argument("--fanout-events", type=int, default=100, help="events of 5 deliveries")
