@@ -607,12 +607,19 @@ class Bench:
         tasks: list[asyncio.Task[str | None]] = []
         baseline_tasks: list[asyncio.Task[WorkflowHandle[Any, int]]] = []
         began = time.perf_counter()
-        for i in range(count):
-            delay = began + i / rate - time.perf_counter()
+
+        async def at(seconds: float) -> None:
+            delay = began + seconds - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+
+        # Each bare workflow half an interval after its event: the same rate, not the same
+        # instant (both at once would queue each behind the other on the cores).
+        for i in range(count):
+            await at(i / rate)
             tasks.append(asyncio.create_task(timed_emit(self.event_id(tag, i), i)))
             if "baseline" not in self.args.skip:
+                await at((i + 0.5) / rate)
                 baseline_tasks.append(
                     asyncio.create_task(timed_baseline(self.event_id(f"b{tag}", i), i))
                 )
