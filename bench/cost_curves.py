@@ -24,13 +24,11 @@ Prints ONE JSON line on stdout; progress goes to stderr. Not a test: run it by h
 """
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.control_lab import Lab
 from bench.curve_lab import sinks
 from bench.curve_points import CURVES
-from bench.run import Children, git_commit, say
+from bench.run import Children, git_commit, run_scratch, say
 
 
 def load() -> float:
@@ -114,16 +112,12 @@ def load_averages() -> list[float]:
 
 def main() -> int:
     args = parse_args()
-    children, tmp = Children(), Path(tempfile.mkdtemp(prefix="hub-curves-"))
-    began, load_start = time.perf_counter(), load_averages()
-    say(f"logs under {tmp}; load average {load_start}")
-    try:
-        curves = asyncio.run(run_curves(args, children, tmp))
-    except KeyboardInterrupt:
-        say("interrupted; everything started has been stopped")
+    load_start = load_averages()
+    say(f"load average {load_start}")
+    ran = run_scratch("hub-curves-", lambda children, tmp: run_curves(args, children, tmp))
+    if ran is None:
         return 130
-    finally:
-        children.kill_all()
+    curves, tmp, began = ran
     if not args.keep:  # kept after a failure: its logs explain it
         shutil.rmtree(tmp, ignore_errors=True)
     settings = {k: v for k, v in vars(args).items() if k not in ("dsn", "keep")}

@@ -22,12 +22,10 @@ Prints ONE JSON line on stdout; progress goes to stderr. Not a test: run it by h
 """
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -36,11 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.control_costs import holding_group, ordering_group, rate_group
 from bench.control_lab import Lab, latency_under, stats
-from bench.run import (
-    Children,
-    git_commit,
-    say,
-)
+from bench.run import Children, git_commit, run_scratch, say
 
 GROUPS = ("priority", "fairness", "load", "rate", "ordering", "holding")
 
@@ -190,17 +184,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="hub-dc-bench-"))
-    children = Children()
-    began = time.perf_counter()
-    say(f"logs under {tmp}")
-    try:
-        figures = asyncio.run(run_groups(args, children, tmp))
-    except KeyboardInterrupt:
-        say("interrupted; everything started has been stopped")
+    ran = run_scratch("hub-dc-bench-", lambda children, tmp: run_groups(args, children, tmp))
+    if ran is None:
         return 130
-    finally:
-        children.kill_all()
+    figures, _, began = ran
     out = {
         **figures,
         "args": {k: v for k, v in vars(args).items() if k != "dsn"},

@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import control_lab
 from bench.control_costs import FlakyProtocol, FlakyRecorder, cost_now, cost_since
 from bench.control_lab import Lab
-from bench.run import Children, git_commit, say
+from bench.run import Children, git_commit, run_scratch, say
 from hub.core.control import lane_id
 from hub.core.models import DispatchResult
 from hub.engine.holds import count_held, wake_held
@@ -403,17 +402,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="hub-event-cost-"))
-    children = Children()
-    began = time.perf_counter()
-    say(f"logs under {tmp}")
-    try:
-        figures = asyncio.run(run_scenarios(args, children, tmp))
-    except KeyboardInterrupt:
-        say("interrupted; everything started has been stopped")
+    ran = run_scratch("hub-event-cost-", lambda children, tmp: run_scenarios(args, children, tmp))
+    if ran is None:
         return 130
-    finally:
-        children.kill_all()
+    figures, tmp, began = ran
     shutil.rmtree(tmp, ignore_errors=True)  # kept when something failed: its logs tell why
     version = subprocess.run([temporal_binary(), "--version"], capture_output=True, check=False)
     out = {

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -928,6 +928,25 @@ def emitter_shape(args: argparse.Namespace) -> str:
         return "separate process (workflows start through the task queue)"
     how = "through the task queue" if args.no_eager else "eagerly"
     return f"in the worker's process, on its client (workflows start {how})"
+
+
+def run_scratch(
+    prefix: str, body: Callable[[Children, Path], Coroutine[Any, Any, dict[str, Any]]]
+) -> tuple[dict[str, Any], Path, float] | None:
+    """Run ``body`` with a registry of children and a temp dir for their logs, stopping every
+    child however it ends: its figures, the dir, the start time; None after Ctrl+C."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    children = Children()
+    began = time.perf_counter()
+    say(f"logs under {tmp}")
+    try:
+        figures = asyncio.run(body(children, tmp))
+    except KeyboardInterrupt:
+        say("interrupted; everything started has been stopped")
+        return None
+    finally:
+        children.kill_all()
+    return figures, tmp, began
 
 
 def git_commit() -> str | None:
