@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = Field(default=200, ge=1)
     max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     max_concurrent_local_activities: int = Field(default=200, ge=1)
+    workflow_sandbox: bool = False
+    """HUB_WORKFLOW_SANDBOX: run the workflows in Temporal's sandbox, which refuses
+    non-deterministic calls in workflow code. The hub's tests always run with it, so its own
+    workflows are checked; off by default because it was 28-31 % of a worker's CPU per event
+    (bench/results.md, issue 16). Turn it on while changing the workflows."""
     http_max_connections: int = Field(default=200, ge=1)
     log_retention: int = 30
     """HUB_LOG_RETENTION: days the delivery log keeps (``30``, ``30d``, or ``720h`` rounded up

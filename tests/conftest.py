@@ -99,6 +99,9 @@ def settings(database_url: str, temporal_server: TemporalDevServer) -> Settings:
         # The sinks are on 127.0.0.1, which the egress guard refuses by default. Only that
         # address (and ::1): tests/test_egress.py reaches for 127.0.0.2 to see a refusal.
         egress_allow=LOOPBACK_ALLOWED,
+        # The sandbox refuses non-deterministic calls in workflow code: every test checks the
+        # workflows with it (production runs without it: HUB_WORKFLOW_SANDBOX).
+        workflow_sandbox=True,
     )
 
 

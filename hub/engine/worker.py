@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
@@ -195,7 +195,7 @@ async def running_worker(
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
-            workflow_runner=SANDBOX,
+            workflow_runner=SANDBOX if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
             activities=[
                 *activities(settings, store, index, box, http, amqp, metrics, client),
                 LaneActivities(client).workflow_state,
