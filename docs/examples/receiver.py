@@ -40,5 +40,6 @@ class Receiver(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8098
-    print(f"receiving on http://127.0.0.1:{port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Receiver).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Receiver)  # port 0: any free one
+    print(f"receiving on http://127.0.0.1:{server.server_port}", flush=True)
+    server.serve_forever()
