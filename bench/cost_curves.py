@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.control_lab import Lab
 from bench.curve_lab import sinks
 from bench.curve_points import CURVES
-from bench.run import Children, git_commit, run_scratch, say
+from bench.run import Children, git_commit, names_of, run_scratch, say
 
 
 def load() -> float:
@@ -75,7 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--only", type=curves_named, default=list(CURVES), help="comma-separated curves")
+    add(
+        "--only",
+        type=names_of(CURVES, "curve(s)"),
+        default=list(CURVES),
+        help="comma-separated curves",
+    )
     add("--events", type=int, default=200, help="measured events per point")
     add("--big-events", type=int, default=40, help="events of the biggest points")
     add("--warmup", type=int, default=10, help="unmeasured events before each point")
@@ -95,14 +100,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--keep", action="store_true", help="keep the temporary directory of the logs")
     add("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     return parser.parse_args(argv)
-
-
-def curves_named(text: str) -> list[str]:
-    """--only's value: curve names, each known."""
-    names = [c.strip() for c in text.split(",") if c.strip()]
-    if unknown := sorted(set(names) - set(CURVES)):
-        raise argparse.ArgumentTypeError(f"unknown curve(s): {', '.join(unknown)}")
-    return names
 
 
 def load_averages() -> list[float]:

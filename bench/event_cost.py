@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import control_lab
 from bench.control_costs import FlakyProtocol, FlakyRecorder, cost_now, cost_since
 from bench.control_lab import Lab
-from bench.run import Children, git_commit, run_scratch, say
+from bench.run import Children, git_commit, names_of, run_scratch, say
 from hub.core.control import lane_id
 from hub.core.models import DispatchResult
 from hub.engine.holds import count_held, wake_held
@@ -380,7 +380,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add = parser.add_argument
     add("-n", "--events", type=int, default=200, help="measured events per scenario")
-    add("--only", default=",".join(SCENARIOS), help=f"comma-separated scenarios of {SCENARIOS}")
+    add(
+        "--only",
+        type=names_of(SCENARIOS, "scenario(s)"),
+        default=list(SCENARIOS),
+        help=f"comma-separated scenarios of {SCENARIOS}",
+    )
     add("--warmup", type=int, default=10, help="unmeasured events before each scenario")
     add("--idle-seconds", type=float, default=10.0, help="idle window (background rates)")
     add("--keys", type=int, default=10, help="ordered: distinct order keys")
@@ -391,10 +396,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args(argv)
     args.worker_slots = None  # Lab's option: the workers' default slots
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.only) - set(SCENARIOS)
-    if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     if min(args.events, args.keys) < 1 or args.warmup < 0 or args.idle_seconds <= 0:
         parser.error("-n and --keys must be at least 1, --idle-seconds positive")
     return args

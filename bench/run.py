@@ -930,6 +930,19 @@ def emitter_shape(args: argparse.Namespace) -> str:
     return f"in the worker's process, on its client (workflows start {how})"
 
 
+def names_of(known: Iterable[str], what: str) -> Callable[[str], list[str]]:
+    """An argparse type for ``--only a,b``: the names given, each one of ``known``."""
+    allowed = tuple(known)
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if unknown := sorted(set(names) - set(allowed)):
+            raise argparse.ArgumentTypeError(f"unknown {what}: {', '.join(unknown)}")
+        return names
+
+    return parse
+
+
 def run_scratch(
     prefix: str, body: Callable[[Children, Path], Coroutine[Any, Any, dict[str, Any]]]
 ) -> tuple[dict[str, Any], Path, float] | None:

@@ -170,7 +170,8 @@ async def running_worker(
     ``metrics`` is what the activities count into (a new registry unless given).
     """
     metrics = metrics or HubMetrics()
-    await asyncio.to_thread(compile_workflow_modules)
+    if settings.workflow_sandbox:  # outside it, each workflow module is imported once
+        await asyncio.to_thread(compile_workflow_modules)
     dsn = dsn or database_url(settings)
     await when_up("PostgreSQL", lambda: migrate(dsn))
     client = temporal
