@@ -1,6 +1,7 @@
 """The hub's end-to-end benchmark: throughput, latency, fan-out and refusals, on one machine.
 
-    .venv/bin/python bench/run.py [-n 500] [--workers 1] [--latency-seconds 30] [--rate 10]
+    .venv/bin/python bench/run.py [-n 1000] [--rounds 4] [--workers 1] [--latency-seconds 30]
+                                  [--rate 10]
                                   [--concurrency 50] [--aged-events 10000] [--skip PHASE ...]
                                   [--in-process [--no-eager]]
                                   [--temporal-address HOST:PORT] [--dsn postgresql://…]
@@ -13,7 +14,9 @@ scratch PostgreSQL database and drops it at the end. Phases (each can be skipped
   latency   on the fresh server: --rate events/s for --latency-seconds (and as many bare
             workflows, interleaved); emit-to-sink-arrival percentiles
   baseline  N bare workflows, one POST each: what Temporal alone manages here
-  hub       N events through HubClient.emit, one matching rule each
+  hub       N events through HubClient.emit, one matching rule each; the two run in
+            --rounds alternating blocks (baseline, hub, hub, baseline, ...), so that both
+            meet the same drift of a shared machine
   fanout    events matching 5 rules (5 services, one rule each)
   failure   events to a service whose circuit is open: held for its max hold (1 s), then
             dead-lettered, no network call
@@ -419,6 +422,9 @@ class Bench:
         self.duplicated: dict[str, int] = {}
         self.outcomes: dict[str, dict[str, int]] = {}
         self.cpu: dict[str, dict[str, float]] = {}
+        self._spent: dict[str, dict[str, float]] = {}
+        self._counted: dict[str, int] = {}
+        self._elapsed: dict[str, float] = {}
         self.events = 0
         self.watchdog = Watchdog(args.stall_seconds)
         self.progress = self.watchdog.progress
@@ -460,8 +466,14 @@ class Bench:
             say(f"{phase}: {found.lost} lost, {found.duplicated} duplicated")
 
     def account(self, phase: str, before: dict[str, float], events: int) -> None:
-        """CPU seconds per event of each process group during a phase."""
-        self.cpu[phase] = per_event(before, self.monitor.cpu(), events)
+        """CPU seconds per event of each process group during a phase (summed over its
+        rounds when it runs in several)."""
+        after = self.monitor.cpu()
+        spent = self._spent.setdefault(phase, dict.fromkeys(after, 0.0))
+        for key in after:
+            spent[key] += after[key] - before[key]
+        self._counted[phase] = self._counted.get(phase, 0) + events
+        self.cpu[phase] = per_event(dict.fromkeys(spent, 0.0), spent, self._counted[phase])
         self.events += events
 
     async def start_baseline(self, path: str, request_id: str, i: int) -> WorkflowHandle[Any, int]:
@@ -480,20 +492,61 @@ class Bench:
 
     # the phases
 
-    async def baseline_phase(self) -> None:
-        n, warmup = self.args.events, self.args.warmup
+    async def throughput_phase(self) -> None:
+        """The baseline and hub phases, in --rounds alternating blocks of -n / rounds events
+        (baseline, hub, hub, baseline, ...): both sides see the same drift of a shared,
+        noisy machine, so their ratio does not depend on which one ran first."""
+        sides = [s for s in ("baseline", "hub") if s not in self.args.skip]
+        rounds = self.args.rounds
+        n = self.args.events
+        sizes = [n // rounds + (r < n % rounds) for r in range(rounds)]
+        for side in sides:
+            await getattr(self, f"_{side}_block")(f"{side[0]}warm", self.args.warmup, timed=False)
+        for r, size in enumerate(sizes):
+            for side in sides if r % 2 == 0 else reversed(sides):
+                await getattr(self, f"_{side}_block")(f"{side[0]}{r}-", size, timed=True)
+        for side in sides:
+            eps = n / self._elapsed[side]
+            self.figures[f"{side}_eps"] = eps
+            say(f"{side}: {n} in {self._elapsed[side]:.2f}s over {rounds} rounds = {eps:.1f}/s")
+        if "baseline" in sides:
+            ids = self.event_ids("bwarm", self.args.warmup) + self._ids("b", sizes)
+            self.check("baseline", await self.records(), {("/baseline", i) for i in ids})
+        if "hub" in sides:
+            ids = self.event_ids("hwarm", self.args.warmup) + self._ids("h", sizes)
+            self.check("hub", await self.records(), {("/hub", i) for i in ids})
 
-        async def start(prefix: str, i: int) -> WorkflowHandle[Any, int]:
+    def _ids(self, side: str, sizes: list[int]) -> list[str]:
+        return [i for r, size in enumerate(sizes) for i in self.event_ids(f"{side}{r}-", size)]
+
+    async def _timed(self, phase: str, count: int, block: Awaitable[float]) -> None:
+        before = self.monitor.cpu()
+        elapsed = await block
+        self.account(phase, before, count)
+        self._elapsed[phase] = self._elapsed.get(phase, 0.0) + elapsed
+
+    async def _baseline_block(self, prefix: str, count: int, *, timed: bool) -> None:
+        async def start(i: int) -> WorkflowHandle[Any, int]:
             return await self.start_baseline("/baseline", self.event_id(prefix, i), i)
 
-        await run_all(warmup, self.args.concurrency, lambda i: start("bwarm", i), self.progress)
-        before = self.monitor.cpu()
-        elapsed, _ = await run_all(n, self.args.concurrency, lambda i: start("b", i), self.progress)
-        self.account("baseline", before, n)
-        self.figures["baseline_eps"] = n / elapsed
-        say(f"baseline: {n} workflows in {elapsed:.2f}s = {n / elapsed:.1f}/s")
-        ids = self.event_ids("bwarm", warmup) + self.event_ids("b", n)
-        self.check("baseline", await self.records(), {("/baseline", i) for i in ids})
+        async def block() -> float:
+            elapsed, _ = await run_all(count, self.args.concurrency, start, self.progress)
+            return elapsed
+
+        if timed:
+            await self._timed("baseline", count, block())
+        else:
+            await block()
+
+    async def _hub_block(self, prefix: str, count: int, *, timed: bool) -> None:
+        async def block() -> float:
+            elapsed, _ = await self._emit_all("hub", "bench.hub", prefix, count)
+            return elapsed
+
+        if timed:
+            await self._timed("hub", count, block())
+        else:
+            await block()
 
     async def _emit_all(
         self, phase: str, event: str, prefix: str, count: int
@@ -513,17 +566,6 @@ class Bench:
         merged = Counter(self.outcomes.get(phase, {})) + outcomes
         self.outcomes[phase] = dict(merged)
         return elapsed, results
-
-    async def hub_phase(self) -> None:
-        n, warmup = self.args.events, self.args.warmup
-        await self._emit_all("hub", "bench.hub", "hwarm", warmup)
-        before = self.monitor.cpu()
-        elapsed, _ = await self._emit_all("hub", "bench.hub", "h", n)
-        self.account("hub", before, n)
-        self.figures["hub_eps"] = n / elapsed
-        say(f"hub: {n} events in {elapsed:.2f}s = {n / elapsed:.1f}/s")
-        ids = self.event_ids("hwarm", warmup) + self.event_ids("h", n)
-        self.check("hub", await self.records(), {("/hub", i) for i in ids})
 
     async def latency_phase(self) -> None:
         """Latency on a fresh server: the first phase."""
@@ -816,10 +858,15 @@ async def run_phases(
     monitor = up.monitor
     cpu_at_start = monitor.cpu()
     for phase in PHASES:
-        if phase not in args.skip:
-            say(f"phase {phase} …")
-            async with runner.watchdog.watch(phase):
-                await getattr(runner, f"{phase}_phase")()
+        if phase in args.skip or phase == "hub":  # the hub's rounds alternate with the baseline's
+            continue
+        if phase == "baseline":
+            if {"baseline", "hub"} <= set(args.skip):
+                continue
+            phase = "throughput"
+        say(f"phase {phase} …")
+        async with runner.watchdog.watch(phase):
+            await getattr(runner, f"{phase}_phase")()
     cpu_at_end = monitor.cpu()
     monitor.sample()
 
@@ -898,6 +945,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any], wall: float) -> di
         lost=figures.pop("lost"),
         duplicated=figures.pop("duplicated"),
         n=args.events,
+        rounds=args.rounds,
         workers=1 if args.in_process else args.workers,
         emitter=emitter_shape(args),
         concurrency=args.concurrency,
@@ -984,7 +1032,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=(__doc__ or "").split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("-n", "--events", type=int, default=500, help="events per throughput phase")
+    parser.add_argument(
+        "-n", "--events", type=int, default=1000, help="events per throughput phase"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="alternating blocks the baseline and hub phases are split into",
+    )
     parser.add_argument("--workers", type=int, default=1, help="hub worker processes")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="latency phase length")
     parser.add_argument("--rate", type=float, default=10.0, help="events/s in the latency phase")
@@ -1026,8 +1082,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir with the logs")
     args = parser.parse_args(argv)
-    if min(args.events, args.workers, args.concurrency, args.fanout_events) < 1:
+    if min(args.events, args.workers, args.concurrency, args.fanout_events, args.rounds) < 1:
         parser.error("counts must be at least 1")
+    if args.rounds > args.events:
+        parser.error("--rounds must not exceed -n")
     if args.failure_events < 1 or args.rate <= 0 or args.latency_seconds <= 0:
         parser.error("--failure-events, --rate and --latency-seconds must be positive")
     return args

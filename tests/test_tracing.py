@@ -152,10 +152,11 @@ async def test_one_unbroken_chain_from_post_events_to_the_sink(
     [received] = sink.at(f"/hooks/{PATH_TOKEN}")
     trace_id, parent_id = parse_traceparent(received.headers["traceparent"])
     found = chain(spans.get_finished_spans(), trace_id, parent_id)
+    # The first attempt is made with the plan, in one local activity (activities.dispatch).
     assert [s.name for s in found] == [
         "POST",
-        "RunActivity:deliver_http",
-        "StartActivity:deliver_http",
+        "RunActivity:plan_and_send",
+        "StartActivity:plan_and_send",
         "StartWorkflow:DispatchEventWorkflow",
         "HubClient.emit",
         "POST /events",
@@ -171,7 +172,7 @@ async def test_one_unbroken_chain_from_post_events_to_the_sink(
     assert root.resource.attributes["service.name"] == "temporal-hub-test"
     # The workflow's own spans are in the same trace, under the StartWorkflow span.
     names = {s.name for s in spans.get_finished_spans() if s.context.trace_id == trace_id}
-    assert {"RunWorkflow:DispatchEventWorkflow", "RunActivity:plan_deliveries"} <= names, names
+    assert "RunWorkflow:DispatchEventWorkflow" in names, names
     text = attribute_text(spans.get_finished_spans())
     assert SERVICE_TOKEN not in text and PATH_TOKEN not in text
 
@@ -200,7 +201,12 @@ async def test_a_retried_delivery_stays_in_the_same_trace(
     assert failed[0].attributes["http.response.status_code"] == 503
     assert failed[0].attributes["hub.attempt"] == 1
     assert delivered[0].attributes["hub.attempt"] == 2
-    # The first attempt ran in the workflow task (local), the second as a regular activity.
+    # The first attempt ran with the plan in the workflow task (local), the second as a
+    # regular activity.
+    assert [s.name for s in failed[1:3]] == [
+        "RunActivity:plan_and_send",
+        "StartActivity:plan_and_send",
+    ]
     assert [s.name for s in delivered[1:3]] == [
         "RunActivity:deliver_http",
         "StartActivity:deliver_http",
@@ -240,7 +246,8 @@ async def test_a_replayed_workflow_stays_in_the_same_trace(
     # Replays make no second span for what already happened.
     names = [s.name for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
     assert names.count("RunWorkflow:DispatchEventWorkflow") == 1
-    assert names.count("StartActivity:deliver_http") == 3
+    assert names.count("StartActivity:plan_and_send") == 1
+    assert names.count("StartActivity:deliver_http") == 2
 
 
 async def test_an_amqp_publish_carries_the_trace_in_its_headers(
@@ -344,7 +351,7 @@ async def test_spans_reach_an_otlp_collector_named_by_the_variables(
         for resource_spans in request.resource_spans:
             services |= {a.value.string_value for a in resource_spans.resource.attributes}
             names |= {s.name for scope in resource_spans.scope_spans for s in scope.spans}
-    assert {"POST /events", "HubClient.emit", "RunActivity:deliver_http", "POST"} <= names
+    assert {"POST /events", "HubClient.emit", "RunActivity:plan_and_send", "POST"} <= names
     assert "hub-under-test" in services
 
 

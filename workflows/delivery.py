@@ -29,7 +29,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.holds import HELD, HOLD_EXPIRED, RATE_LEAD
     from activities.store import StoreActivities
     from hub.core.control import HoldReason, held_tags
-    from hub.core.models import AttemptResult, Delivery, LogUpdate, Outcome, ServiceType
+    from hub.core.models import (
+        AttemptError,
+        AttemptResult,
+        Delivery,
+        FirstAttempt,
+        LogUpdate,
+        Outcome,
+        ServiceType,
+    )
     from hub.core.visibility import HUB_HELD, HUB_OUTCOME, fit_keyword_list
 
 # Time the activity may take beyond the service's own timeout (logging, connecting).
@@ -150,22 +158,42 @@ class Failure(NamedTuple):
     error_type: str | None
 
 
-async def send(delivery: Delivery, holds: Holds | None = None) -> AttemptResult | Failure:
+async def send(
+    delivery: Delivery, holds: Holds | None = None, first: FirstAttempt | None = None
+) -> AttemptResult | Failure:
     """Deliver with the service's retry policy (at most 5 attempts, doubling backoff);
     hold it, using no attempt, while the activity says so (``holds``: the workflow's).
 
     The first attempt runs as a local activity, inside the workflow task that planned it: a
-    healthy delivery then costs the engine one workflow task. Later attempts run as regular
+    healthy delivery then costs the engine one workflow task. ``first`` is that attempt when
+    it was made with the plan (activities.dispatch). Later attempts run as regular
     activities after the wait the failure asked for (Retry-After, the circuit's cooldown) or
     the backoff, so every attempt, its error and its wait stay visible in the history.
     """
     holds = holds or Holds()
-    result = await _send(delivery, holds)
+    result = await _send(delivery, holds, first)
     holds.leave(delivery.id)  # not in a finally: an evicted workflow may not upsert
     return result
 
 
-async def _send(delivery: Delivery, holds: Holds) -> AttemptResult | Failure:
+def _made(first: FirstAttempt) -> AttemptResult:
+    """The first attempt made with the plan: its result, or its error raised again."""
+    if first.result is not None:
+        return first.result
+    error = first.error or AttemptError(type="HubError", message="no outcome reported")
+    delay = error.next_retry_seconds
+    raise ApplicationError(
+        error.message,
+        *error.details,
+        type=error.type,
+        non_retryable=error.non_retryable,
+        next_retry_delay=None if delay is None else timedelta(seconds=delay),
+    )
+
+
+async def _send(
+    delivery: Delivery, holds: Holds, first: FirstAttempt | None
+) -> AttemptResult | Failure:
     retry = delivery.retry
     started = workflow.info().workflow_start_time  # bounds the log lookups (by partition)
     made = 0
@@ -176,7 +204,11 @@ async def _send(delivery: Delivery, holds: Holds) -> AttemptResult | Failure:
         try:
             attempt = {"first_attempt": made + 1, "workflow_started": started}
             hold.wakes_seen = holds.wakes(delivery.service)
-            result = await _attempt(delivery.model_copy(update=attempt), local, hold)
+            if first is not None:
+                made_first, first = first, None
+                result = _made(made_first)
+            else:
+                result = await _attempt(delivery.model_copy(update=attempt), local, hold)
         except FailureError as err:
             cause = activity_cause(err)
             if isinstance(cause, ApplicationError) and cause.type == HELD:

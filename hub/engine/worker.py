@@ -18,11 +18,17 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
-from activities import DeliveryActivities, DeliveryAttempt, ResponseActivities, StoreActivities
+from activities import (
+    DeliveryActivities,
+    DeliveryAttempt,
+    DispatchActivities,
+    ResponseActivities,
+    StoreActivities,
+)
 from activities.lanes import LaneActivities
 from hub.config import Settings
 from hub.core.control import HoldReason
@@ -128,6 +134,7 @@ def activities(
         store, index, max_payload_bytes=settings.max_payload_bytes, metrics=metrics
     )
     return [
+        DispatchActivities(bookkeeping, deliveries).plan_and_send,
         bookkeeping.plan,
         bookkeeping.record_attempt,
         bookkeeping.dead_letter,
@@ -205,6 +212,10 @@ async def running_worker(
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=settings.max_concurrent_local_activities,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            # Nearly every workflow task is a new workflow's first, on the normal queue, not
+            # the sticky one: let the server's backlog set how many pollers ask for them.
+            workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
+            activity_task_poller_behavior=PollerBehaviorAutoscaling(),
         )
         async with worker:
             yield RunningWorker(worker=worker, amqp=amqp, store=store, metrics=metrics)

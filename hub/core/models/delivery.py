@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, Field
 
@@ -87,6 +87,32 @@ class AttemptResult(BaseModel):
     latency_ms: float
     unlogged: LogUpdate | None = None
     """Set only when the database refused the attempt's final log write."""
+
+
+class AttemptError(BaseModel):
+    """A failed or held attempt as data: what the activity raised, so that one activity can
+    report the first attempts of several deliveries (and the workflow raise it again)."""
+
+    type: str
+    message: str
+    details: list[Any] = Field(default_factory=list)
+    non_retryable: bool = False
+    next_retry_seconds: float | None = None
+
+
+class FirstAttempt(BaseModel):
+    """How a delivery's first attempt, made while the event was planned, ended."""
+
+    result: AttemptResult | None = None
+    error: AttemptError | None = None
+
+
+class PlannedDispatch(BaseModel):
+    """The event's plan and the first attempts made with it, by delivery id; a delivery
+    without one (its template failed, or it waits for its lane) is sent by the workflow."""
+
+    plan: DeliveryPlan
+    first: dict[str, FirstAttempt] = Field(default_factory=dict)
 
 
 class DeliveryStatus(StrEnum):

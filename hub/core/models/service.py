@@ -21,6 +21,8 @@ from hub.core.models.event import Text
 from hub.core.signing import SigningScheme, parse_hmac_secret, signing_scheme
 
 MAX_ATTEMPTS_CAP = 5
+MAX_TIMEOUT = 300.0
+"""Seconds a service's requests may take at most."""
 
 
 class ServiceType(StrEnum):
@@ -97,7 +99,7 @@ class ServiceFields(BaseModel):
     token: SecretStr | None = None
     inbound_token: SecretStr | None = None
     inbound_secret: SecretStr | None = None
-    timeout: float = Field(default=5.0, gt=0, le=300)
+    timeout: float = Field(default=5.0, gt=0, le=MAX_TIMEOUT)
     max_attempts: int = Field(default=5, ge=1, le=MAX_ATTEMPTS_CAP)
     backoff: float = Field(default=1.0, ge=0, le=3600)
     cb_threshold: int = Field(default=5, ge=1, le=1000)
@@ -154,7 +156,7 @@ class ServicePatch(BaseModel):
         description="hmac or ed25519: sign deliveries (a new key, unless the service already "
         "signs with that scheme; another scheme is a rotation with a day's grace); null: stop.",
     )
-    timeout: float | None = Field(default=None, gt=0, le=300)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_CAP)
     backoff: float | None = Field(default=None, ge=0, le=3600)
     cb_threshold: int | None = Field(default=None, ge=1, le=1000)
