@@ -50,7 +50,9 @@ async def test_histories_from_before_plan_and_send_replay(index: int):
     assert result.replay_failure is None
 
 
-async def test_a_new_history_replays(hub, sink, make_service, make_rule, temporal, settings, unique):
+async def test_a_new_history_replays(
+    hub, sink, make_service, make_rule, temporal, settings, unique
+):
     service = await make_service()
     await make_rule(f"{unique}.ok", service, endpoint="/ok")
     await make_rule(f"{unique}.ok", service, endpoint="/retried")
