@@ -857,13 +857,11 @@ async def run_phases(
 
     monitor = up.monitor
     cpu_at_start = monitor.cpu()
-    for phase in PHASES:
-        if phase in args.skip or phase == "hub":  # the hub's rounds alternate with the baseline's
-            continue
-        if phase == "baseline":
-            if {"baseline", "hub"} <= set(args.skip):
-                continue
-            phase = "throughput"
+    # The baseline's and the hub's rounds alternate, in one throughput phase.
+    steps = [p for p in PHASES if p not in args.skip and p not in ("baseline", "hub")]
+    if not {"baseline", "hub"} <= set(args.skip):
+        steps.insert(1 if "latency" in steps else 0, "throughput")
+    for phase in steps:
         say(f"phase {phase} …")
         async with runner.watchdog.watch(phase):
             await getattr(runner, f"{phase}_phase")()
