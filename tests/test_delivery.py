@@ -418,3 +418,21 @@ async def test_replaying_a_missing_dlq_row_fails_at_once(temporal, settings, wor
     )
     assert not outcome.delivered
     assert outcome.error == f"no DLQ entry with id {2**62}"
+
+
+async def test_a_receivers_cookie_is_never_sent_on(hub, sink, make_service, make_rule, unique):
+    """The worker's HTTP client is shared: a Set-Cookie kept in it would ride on every later
+    delivery to the host, to the same service or another one behind it."""
+    first, second = await make_service(), await make_service()
+    await make_rule(f"{unique}.a", first, endpoint="/sets")
+    await make_rule(f"{unique}.b", second, endpoint="/later")
+    cookie = f"session={unique}; Path=/; Max-Age=3600"
+    sink.script("/sets", Reply(200, headers={"set-cookie": cookie}))
+
+    for name in ("a", "b", "a"):
+        result = await hub.emit(f"{unique}.{name}", {}, wait=True)
+        assert result.result.outcome is Outcome.DELIVERED
+
+    received = sink.at("/sets") + sink.at("/later")
+    assert len(received) == 3
+    assert [r.headers.get("cookie") for r in received] == [None, None, None]

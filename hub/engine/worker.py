@@ -48,7 +48,7 @@ from hub.secrets import SecretBox
 from hub.store import Store, migrate
 from hub.transport.amqp import AmqpPool, AmqpTransport
 from hub.transport.egress import EgressGuard, GuardedTransport, Resolver
-from hub.transport.http import HttpTransport
+from hub.transport.http import HttpTransport, NoCookies
 from workflows.consume import ConsumeResponsesWorkflow
 from workflows.dispatch import DispatchEventWorkflow
 from workflows.lane import LaneWorkflow
@@ -97,12 +97,14 @@ class RunningWorker:
 
 def http_client(settings: Settings, guard: EgressGuard) -> httpx.AsyncClient:
     """The worker's one HTTP client: pooled connections, each opened through the egress
-    guard; redirects never followed."""
+    guard; redirects never followed, cookies never kept."""
     limits = httpx.Limits(
         max_connections=settings.http_max_connections,
         max_keepalive_connections=settings.http_max_connections,
     )
-    return httpx.AsyncClient(transport=GuardedTransport(guard, limits), follow_redirects=False)
+    return httpx.AsyncClient(
+        transport=GuardedTransport(guard, limits), follow_redirects=False, cookies=NoCookies()
+    )
 
 
 def activities(

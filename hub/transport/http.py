@@ -13,6 +13,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
 import httpx
@@ -31,6 +32,17 @@ RETRYABLE_STATUS = frozenset({408, 429})
 MAX_RETRY_AFTER = timedelta(hours=1)
 DEFAULT_MAX_BYTES = 64 * 1024
 COMPRESSED = frozenset({"gzip", "x-gzip", "deflate"})
+
+
+class NoCookies(CookieJar):
+    """The delivery client's cookie jar, which keeps nothing: a receiver's Set-Cookie must
+    not ride on later deliveries (to it, or to another service on the same host)."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return
 
 
 def join_url(base_url: str, endpoint: str) -> str:
