@@ -137,7 +137,7 @@ def activities(
     )
     return [
         DispatchActivities(bookkeeping, deliveries).plan_and_send,
-        bookkeeping.plan,
+        bookkeeping.plan,  # planning alone: workflows started before the plan-and-send patch
         bookkeeping.record_attempt,
         bookkeeping.dead_letter,
         bookkeeping.replay_delivery,
