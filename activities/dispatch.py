@@ -55,19 +55,16 @@ class DispatchActivities:
             else self._deliveries.deliver_amqp
         )
         try:
-            return FirstAttempt(result=await send(delivery))
+            return await send(delivery)
         except ApplicationError as err:
             delay = err.next_retry_delay
-            return FirstAttempt(
-                error=AttemptError(
-                    type=err.type or type(err).__name__,
-                    message=err.message,
-                    details=list(err.details),
-                    non_retryable=err.non_retryable,
-                    next_retry_seconds=None if delay is None else delay.total_seconds(),
-                )
+            return AttemptError(
+                type=err.type or type(err).__name__,
+                message=err.message,
+                details=list(err.details),
+                non_retryable=err.non_retryable,
+                next_retry_seconds=None if delay is None else delay.total_seconds(),
             )
         except Exception as err:  # the workflow tries again as a regular activity
             activity.logger.exception("first attempt of delivery %s failed", delivery.id)
-            error = AttemptError(type=type(err).__name__, message=str(err) or type(err).__name__)
-            return FirstAttempt(error=error)
+            return AttemptError(type=type(err).__name__, message=str(err) or type(err).__name__)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.control_lab import Lab
 from bench.curve_lab import sinks
 from bench.curve_points import CURVES
-from bench.run import Children, git_commit, names_of, run_scratch, say
+from bench.run import Children, bench_parser, git_commit, run_scratch, say
 
 
 def load() -> float:
@@ -70,17 +70,8 @@ def numbers(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__, CURVES, "curve(s)")
     add = parser.add_argument
-    add(
-        "--only",
-        type=names_of(CURVES, "curve(s)"),
-        default=list(CURVES),
-        help="comma-separated curves",
-    )
     add("--events", type=int, default=200, help="measured events per point")
     add("--big-events", type=int, default=40, help="events of the biggest points")
     add("--warmup", type=int, default=10, help="unmeasured events before each point")

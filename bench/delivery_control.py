@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.control_costs import holding_group, ordering_group, rate_group
 from bench.control_lab import Lab, latency_under, stats
-from bench.run import Children, git_commit, names_of, run_scratch, say
+from bench.run import Children, bench_parser, git_commit, run_scratch, say
 
 GROUPS = ("priority", "fairness", "load", "rate", "ordering", "holding")
 
@@ -151,17 +151,8 @@ async def run_groups(args: argparse.Namespace, children: Children, tmp: Path) ->
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__, GROUPS, "group(s)")
     add = parser.add_argument
-    add(
-        "--only",
-        type=names_of(GROUPS, "group(s)"),
-        default=list(GROUPS),
-        help=f"comma-separated groups of {GROUPS}",
-    )
     add("--low", type=int, default=5000, help="priority: low-priority events queued")
     add("--high", type=int, default=50, help="priority/load: probe events measured")
     add("--high-rate", type=float, default=5.0, help="priority/load: probe events per second")

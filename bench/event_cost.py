@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import control_lab
 from bench.control_costs import FlakyProtocol, FlakyRecorder, cost_now, cost_since
 from bench.control_lab import Lab
-from bench.run import Children, git_commit, names_of, run_scratch, say
+from bench.run import Children, bench_parser, git_commit, run_scratch, say
 from hub.core.control import lane_id
 from hub.core.models import DispatchResult
 from hub.engine.holds import count_held, wake_held
@@ -374,18 +374,9 @@ async def run_scenarios(args: argparse.Namespace, children: Children, tmp: Path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__, SCENARIOS, "scenario(s)")
     add = parser.add_argument
     add("-n", "--events", type=int, default=200, help="measured events per scenario")
-    add(
-        "--only",
-        type=names_of(SCENARIOS, "scenario(s)"),
-        default=list(SCENARIOS),
-        help=f"comma-separated scenarios of {SCENARIOS}",
-    )
     add("--warmup", type=int, default=10, help="unmeasured events before each scenario")
     add("--idle-seconds", type=float, default=10.0, help="idle window (background rates)")
     add("--keys", type=int, default=10, help="ordered: distinct order keys")

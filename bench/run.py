@@ -424,7 +424,6 @@ class Bench:
         self.cpu: dict[str, dict[str, float]] = {}
         self._spent: dict[str, dict[str, float]] = {}
         self._counted: dict[str, int] = {}
-        self._elapsed: dict[str, float] = {}
         self.events = 0
         self.watchdog = Watchdog(args.stall_seconds)
         self.progress = self.watchdog.progress
@@ -496,57 +495,40 @@ class Bench:
         """The baseline and hub phases, in --rounds alternating blocks of -n / rounds events
         (baseline, hub, hub, baseline, ...): both sides see the same drift of a shared,
         noisy machine, so their ratio does not depend on which one ran first."""
-        sides = [s for s in ("baseline", "hub") if s not in self.args.skip]
-        rounds = self.args.rounds
-        n = self.args.events
+        blocks = {"baseline": self._baseline_block, "hub": self._hub_block}
+        sides = [s for s in blocks if s not in self.args.skip]
+        rounds, n = self.args.rounds, self.args.events
         sizes = [n // rounds + (r < n % rounds) for r in range(rounds)]
+        elapsed = dict.fromkeys(sides, 0.0)
         for side in sides:
-            await getattr(self, f"_{side}_block")(f"{side[0]}warm", self.args.warmup, timed=False)
+            await blocks[side](f"{side[0]}warm", self.args.warmup)
         for r, size in enumerate(sizes):
             for side in sides if r % 2 == 0 else reversed(sides):
-                await getattr(self, f"_{side}_block")(f"{side[0]}{r}-", size, timed=True)
+                before = self.monitor.cpu()
+                elapsed[side] += await blocks[side](f"{side[0]}{r}-", size)
+                self.account(side, before, size)
+        records = await self.records()
         for side in sides:
-            eps = n / self._elapsed[side]
-            self.figures[f"{side}_eps"] = eps
-            say(f"{side}: {n} in {self._elapsed[side]:.2f}s over {rounds} rounds = {eps:.1f}/s")
-        if "baseline" in sides:
-            ids = self.event_ids("bwarm", self.args.warmup) + self._ids("b", sizes)
-            self.check("baseline", await self.records(), {("/baseline", i) for i in ids})
-        if "hub" in sides:
-            ids = self.event_ids("hwarm", self.args.warmup) + self._ids("h", sizes)
-            self.check("hub", await self.records(), {("/hub", i) for i in ids})
+            eps = self.figures[f"{side}_eps"] = n / elapsed[side]
+            say(f"{side}: {n} in {elapsed[side]:.2f}s over {rounds} rounds = {eps:.1f}/s")
+            ids = self.event_ids(f"{side[0]}warm", self.args.warmup) + [
+                i for r, size in enumerate(sizes) for i in self.event_ids(f"{side[0]}{r}-", size)
+            ]
+            self.check(side, records, {(f"/{side}", i) for i in ids})
 
-    def _ids(self, side: str, sizes: list[int]) -> list[str]:
-        return [i for r, size in enumerate(sizes) for i in self.event_ids(f"{side}{r}-", size)]
+    async def _baseline_block(self, prefix: str, count: int) -> float:
+        """Seconds for ``count`` bare workflows, from the first start to the last result."""
 
-    async def _timed(self, phase: str, count: int, block: Awaitable[float]) -> None:
-        before = self.monitor.cpu()
-        elapsed = await block
-        self.account(phase, before, count)
-        self._elapsed[phase] = self._elapsed.get(phase, 0.0) + elapsed
-
-    async def _baseline_block(self, prefix: str, count: int, *, timed: bool) -> None:
         async def start(i: int) -> WorkflowHandle[Any, int]:
             return await self.start_baseline("/baseline", self.event_id(prefix, i), i)
 
-        async def block() -> float:
-            elapsed, _ = await run_all(count, self.args.concurrency, start, self.progress)
-            return elapsed
+        elapsed, _ = await run_all(count, self.args.concurrency, start, self.progress)
+        return elapsed
 
-        if timed:
-            await self._timed("baseline", count, block())
-        else:
-            await block()
-
-    async def _hub_block(self, prefix: str, count: int, *, timed: bool) -> None:
-        async def block() -> float:
-            elapsed, _ = await self._emit_all("hub", "bench.hub", prefix, count)
-            return elapsed
-
-        if timed:
-            await self._timed("hub", count, block())
-        else:
-            await block()
+    async def _hub_block(self, prefix: str, count: int) -> float:
+        """Seconds for ``count`` hub events, from the first emit to the last result."""
+        elapsed, _ = await self._emit_all("hub", "bench.hub", prefix, count)
+        return elapsed
 
     async def _emit_all(
         self, phase: str, event: str, prefix: str, count: int
@@ -976,17 +958,32 @@ def emitter_shape(args: argparse.Namespace) -> str:
     return f"in the worker's process, on its client (workflows start {how})"
 
 
-def names_of(known: Iterable[str], what: str) -> Callable[[str], list[str]]:
-    """An argparse type for ``--only a,b``: the names given, each one of ``known``."""
-    allowed = tuple(known)
+def bench_parser(
+    doc: str | None, only: Iterable[str] | None = None, what: str = "part(s)"
+) -> argparse.ArgumentParser:
+    """A bench script's parser: its docstring's first line, defaults shown in --help, and
+    with ``only`` an option ``--only a,b`` that picks some of those named parts (all by
+    default; an unknown name is an error)."""
+    parser = argparse.ArgumentParser(
+        description=(doc or "").split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    if only is not None:
+        allowed = tuple(only)
 
-    def parse(text: str) -> list[str]:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        if unknown := sorted(set(names) - set(allowed)):
-            raise argparse.ArgumentTypeError(f"unknown {what}: {', '.join(unknown)}")
-        return names
+        def parse(text: str) -> list[str]:
+            names = [n.strip() for n in text.split(",") if n.strip()]
+            if unknown := sorted(set(names) - set(allowed)):
+                raise argparse.ArgumentTypeError(f"unknown {what}: {', '.join(unknown)}")
+            return names
 
-    return parse
+        parser.add_argument(
+            "--only",
+            type=parse,
+            default=list(allowed),
+            help=f"comma-separated {what} of {', '.join(allowed)}",
+        )
+    return parser
 
 
 def run_scratch(
@@ -1026,10 +1023,7 @@ def git_commit() -> str | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "-n", "--events", type=int, default=1000, help="events per throughput phase"
     )

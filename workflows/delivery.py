@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from hub.core.control import HoldReason, held_tags
     from hub.core.models import (
-        AttemptError,
         AttemptResult,
         Delivery,
         FirstAttempt,
@@ -178,15 +177,14 @@ async def send(
 
 def _made(first: FirstAttempt) -> AttemptResult:
     """The first attempt made with the plan: its result, or its error raised again."""
-    if first.result is not None:
-        return first.result
-    error = first.error or AttemptError(type="HubError", message="no outcome reported")
-    delay = error.next_retry_seconds
+    if isinstance(first, AttemptResult):
+        return first
+    delay = first.next_retry_seconds
     raise ApplicationError(
-        error.message,
-        *error.details,
-        type=error.type,
-        non_retryable=error.non_retryable,
+        first.message,
+        *first.details,
+        type=first.type,
+        non_retryable=first.non_retryable,
         next_retry_delay=None if delay is None else timedelta(seconds=delay),
     )
 

@@ -100,11 +100,8 @@ class AttemptError(BaseModel):
     next_retry_seconds: float | None = None
 
 
-class FirstAttempt(BaseModel):
-    """How a delivery's first attempt, made while the event was planned, ended."""
-
-    result: AttemptResult | None = None
-    error: AttemptError | None = None
+FirstAttempt = AttemptResult | AttemptError
+"""How a delivery's first attempt, made while the event was planned, ended."""
 
 
 class PlannedDispatch(BaseModel):
